@@ -1,0 +1,8 @@
+//! End-to-end tests: one test binary, one module per area. Each test starts the real binaries.
+
+mod architecture;
+mod bundle_extract;
+mod deploy_dry_run;
+mod manifest_corpus;
+mod manifest_fuzz;
+mod validate;
