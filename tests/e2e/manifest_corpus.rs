@@ -96,6 +96,9 @@ fn every_invalid_manifest_fails_with_its_field_path() {
             if diagnostic.file == "dari.yml" && !diagnostic.path.is_empty() && !positioned {
                 failures.push(format!("{}: no line and column for {diagnostic}", case.name));
             }
+            if diagnostic.hint.as_deref().is_none_or(str::is_empty) {
+                failures.push(format!("{}: no hint for {diagnostic}", case.name));
+            }
         }
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));

@@ -47,6 +47,7 @@ fn human_output_names_file_line_column_and_hint() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let expected = "\
 dari.yml:7:11: error: harness.customRuntimeServer.port: expected a positive whole number, found `http`
+  hint: write a plain number such as 30, without units or quotes
 dari.yml:13:26: error: llm.retry_policy.backoff_coefficient: must be at least 1, found 0.5
   hint: use 1 for a constant interval, or more to back off
 dari.yml is invalid: 2 errors, 0 warnings

@@ -45,11 +45,11 @@ pub(crate) fn read_text(
     let bytes = match files.read(file, MAX_READ_BYTES) {
         Ok(bytes) => bytes,
         Err(BundleReadError::NotFound) => {
-            reader.error(field, pos, format!("file {file} is not in the bundle"), None);
+            reader.error(field, pos, format!("file {file} is not in the bundle"), "add the file, or fix the path");
             return None;
         }
         Err(error) => {
-            reader.error(field, pos, format!("cannot read {file}: {error}"), None);
+            reader.error(field, pos, format!("cannot read {file}: {error}"), "make the file smaller and readable");
             return None;
         }
     };
@@ -77,7 +77,7 @@ pub(crate) fn package_json_declares_extensions(reader: &mut Reader<'_>, files: &
             let pos =
                 Pos { line: u32::try_from(at).unwrap_or(u32::MAX), column: u32::try_from(error.column()).unwrap_or(0) };
             let mut file_reader = Reader { file: &file, diagnostics: reader.diagnostics };
-            file_reader.error("", Some(pos), format!("invalid JSON: {error}"), None);
+            file_reader.error("", Some(pos), format!("invalid JSON: {error}"), "fix the JSON syntax at that position");
             return false;
         }
     };
@@ -87,20 +87,30 @@ pub(crate) fn package_json_declares_extensions(reader: &mut Reader<'_>, files: &
     for (index, entry) in entries.iter().enumerate() {
         let field = format!("pi.extensions[{index}]");
         let Some(entry) = entry.as_str() else {
-            file_reader.error(&field, None, "must be a path to an entry point", None);
+            file_reader.error(&field, None, "must be a path to an entry point", "list paths such as \"./index.ts\"");
             all_present = false;
             continue;
         };
         let resolved = match super::names::bundle_path(&format!("{dir}/{entry}")) {
             Ok(resolved) if resolved.starts_with(&format!("{dir}/")) => resolved,
             _ => {
-                file_reader.error(&field, None, format!("{entry:?} is not a path inside {dir}"), None);
+                file_reader.error(
+                    &field,
+                    None,
+                    format!("{entry:?} is not a path inside {dir}"),
+                    "list paths relative to package.json, inside its directory",
+                );
                 all_present = false;
                 continue;
             }
         };
         if !files.contains(&resolved) {
-            file_reader.error(&field, None, format!("entry point {resolved} is not in the bundle"), None);
+            file_reader.error(
+                &field,
+                None,
+                format!("entry point {resolved} is not in the bundle"),
+                "add the file, or fix the path in package.json",
+            );
             all_present = false;
         }
     }

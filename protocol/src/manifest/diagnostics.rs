@@ -95,12 +95,12 @@ impl std::fmt::Display for Diagnostic {
 // === impl Diagnostics ===
 
 impl Diagnostics {
-    pub fn error(&mut self, at: At<'_>, message: impl Into<String>, hint: impl Into<Option<String>>) {
-        self.push(Severity::Error, at, message.into(), hint.into());
+    pub fn error(&mut self, at: At<'_>, message: impl Into<String>, hint: impl Into<String>) {
+        self.push(Severity::Error, at, message.into(), Some(hint.into()));
     }
 
-    pub fn warning(&mut self, at: At<'_>, message: impl Into<String>, hint: impl Into<Option<String>>) {
-        self.push(Severity::Warning, at, message.into(), hint.into());
+    pub fn warning(&mut self, at: At<'_>, message: impl Into<String>, hint: impl Into<String>) {
+        self.push(Severity::Warning, at, message.into(), Some(hint.into()));
     }
 
     pub fn has_errors(&self) -> bool {

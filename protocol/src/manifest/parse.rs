@@ -99,7 +99,7 @@ fn read_agent_name(reader: &mut Reader<'_>, node: &Node) -> Option<String> {
     let name = reader.text(node, "name")?;
     if name.chars().count() > MAX_AGENT_NAME_CHARS || name.contains('\n') {
         let message = format!("must be one line of at most {MAX_AGENT_NAME_CHARS} characters");
-        reader.error("name", Some(node.pos), message, None);
+        reader.error("name", Some(node.pos), message, "use a short name such as my-agent");
         return None;
     }
     if name.starts_with("agt_") {

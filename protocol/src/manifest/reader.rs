@@ -31,18 +31,12 @@ pub(crate) fn item(parent: &str, index: usize) -> String {
 // === impl Reader ===
 
 impl Reader<'_> {
-    pub fn error(&mut self, path: &str, pos: Option<Pos>, message: impl Into<String>, hint: impl Into<Option<String>>) {
+    pub fn error(&mut self, path: &str, pos: Option<Pos>, message: impl Into<String>, hint: impl Into<String>) {
         let at = At { file: self.file, path, pos };
         self.diagnostics.error(at, message, hint);
     }
 
-    pub fn warning(
-        &mut self,
-        path: &str,
-        pos: Option<Pos>,
-        message: impl Into<String>,
-        hint: impl Into<Option<String>>,
-    ) {
+    pub fn warning(&mut self, path: &str, pos: Option<Pos>, message: impl Into<String>, hint: impl Into<String>) {
         let at = At { file: self.file, path, pos };
         self.diagnostics.warning(at, message, hint);
     }
@@ -73,7 +67,7 @@ impl Reader<'_> {
             Value::Map(entries) => Some(entries),
             _ => {
                 let message = format!("expected a mapping of names to values, found {}", node.type_name());
-                self.error(path, Some(node.pos), message, None);
+                self.error(path, Some(node.pos), message, "write one `NAME: value` per line, indented under the field");
                 None
             }
         }
@@ -96,7 +90,12 @@ impl Reader<'_> {
             Value::Scalar(scalar) if !scalar.is_null() => Some(scalar.text.clone()),
             _ => {
                 let message = format!("expected text, found {}", node.type_name());
-                self.error(path, Some(node.pos), message, None);
+                self.error(
+                    path,
+                    Some(node.pos),
+                    message,
+                    "write a single value on the same line, quoted if it holds special characters",
+                );
                 None
             }
         }
@@ -106,11 +105,16 @@ impl Reader<'_> {
     pub fn text(&mut self, node: &Node, path: &str) -> Option<String> {
         let text = self.string(node, path)?;
         if text.trim().is_empty() {
-            self.error(path, Some(node.pos), "must not be empty", None);
+            self.error(
+                path,
+                Some(node.pos),
+                "must not be empty",
+                "write a value, or remove the field if it is optional",
+            );
             return None;
         }
         if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            self.error(path, Some(node.pos), "must not contain control characters", None);
+            self.error(path, Some(node.pos), "must not contain control characters", "remove the control characters");
             return None;
         }
         Some(text)
@@ -208,12 +212,12 @@ pub(crate) fn describe(node: &Node) -> String {
     }
 }
 
-fn quote_hint(node: &Node) -> Option<String> {
+fn quote_hint(node: &Node) -> String {
     match &node.value {
         Value::Scalar(scalar) if !scalar.plain && !scalar.text.is_empty() => {
-            Some("remove the quotes around the number".to_owned())
+            "remove the quotes around the number".to_owned()
         }
-        _ => None,
+        _ => "write a plain number such as 30, without units or quotes".to_owned(),
     }
 }
 

@@ -43,7 +43,12 @@ pub(crate) fn read_llm(reader: &mut Reader<'_>, node: &Node) -> Option<Llm> {
     };
     let entries = reader.named_map(options_node, "llm.options")?;
     if entries.is_empty() {
-        reader.error("llm.options", Some(options_node.pos), "must name at least one model", None);
+        reader.error(
+            "llm.options",
+            Some(options_node.pos),
+            "must name at least one model",
+            "add an option such as fast: {model: openai/gpt-4.1-mini}",
+        );
         return None;
     }
     let mut options = BTreeMap::new();
@@ -167,7 +172,12 @@ pub(crate) fn read_retry_policy(reader: &mut Reader<'_>, node: &Node, path: &str
     {
         let message = format!("must be at least initial_interval_seconds ({initial}), found {maximum}");
         let pos = fields.get("maximum_interval_seconds").map(|node| node.pos);
-        reader.error(&fields.path_of("maximum_interval_seconds"), pos, message, None);
+        reader.error(
+            &fields.path_of("maximum_interval_seconds"),
+            pos,
+            message,
+            "raise maximum_interval_seconds, or lower initial_interval_seconds",
+        );
         return None;
     }
     Some(RetryPolicy {

@@ -183,7 +183,7 @@ fn read_env(reader: &mut Reader<'_>, node: &Node) -> Option<BTreeMap<String, Str
         };
         if value.contains('\0') || value.len() > MAX_ENV_VALUE_BYTES {
             let message = format!("must be text without NUL bytes, at most {MAX_ENV_VALUE_BYTES} bytes");
-            reader.error(&path, Some(value_node.pos), message, None);
+            reader.error(&path, Some(value_node.pos), message, "keep large or binary values in a file in the bundle");
             valid = false;
             continue;
         }

@@ -94,7 +94,12 @@ fn read_schema(
         }
     };
     if !schema.is_object() && !schema.is_boolean() {
-        reader.error(field, Some(node.pos), format!("{schema_file} is not a JSON Schema object"), None);
+        reader.error(
+            field,
+            Some(node.pos),
+            format!("{schema_file} is not a JSON Schema object"),
+            "start the file with {\"type\": \"object\", ...}",
+        );
         return None;
     }
     if let Err(error) = jsonschema::validator_for(&schema) {
