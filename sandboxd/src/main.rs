@@ -1,22 +1,28 @@
 //! `sandboxd`: the daemon inside every sandbox.
 //!
-//! It grows into the daemon that dials the control plane, runs the built-in tools and supervises
-//! the agent's runtime server. Today it has its local face for people and tests:
+//! Lifecycle of the daemon (`sandboxd run`), in order:
+//! 1. read its configuration from the environment (control URL, sandbox id, token, workspace);
+//! 2. connect to control over one WebSocket and say hello (versions, capabilities);
+//! 3. on request: materialize the source bundle and start the supervised runtime server;
+//! 4. serve tool calls, exec, PTY and file watches, streaming results through an acknowledged outbox;
+//! 5. on SIGTERM: finish or cancel running work, flush the outbox, kill children, exit.
 //!
+//! Its local face, for people and tests:
+//! - `sandboxd tool NAME 'JSON' --workspace DIR` runs one built-in tool and prints its result as
+//!   JSON (`{content, is_error, details}`);
 //! - `sandboxd bundle extract --archive FILE --into DIR [--sha256 HEX] [--read-only]` unpacks a
-//!   source bundle the way every session will: it checks the archive's sha256, refuses every
-//!   escape (`..`, absolute paths, links, devices, oversized entries) and writes nothing unless
-//!   the whole archive is sound.
+//!   source bundle, refusing every escape and writing nothing unless the whole archive is sound.
 //!
-//! Exit codes: 0 success, 1 the input was refused (the message says why), 2 bad usage.
-
-#![forbid(unsafe_code)]
+//! Exit codes: 0 success (for `tool`, also when the tool itself failed: see `is_error`), 1 the
+//! input was refused, 2 bad usage or an unusable environment.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use dari_bundle::{BundleLimits, ExtractOptions, extract};
+use sandboxd::tools::{BashConfig, FileLocks, ToolContext, Workspace, run_tool};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(name = "sandboxd", version, about = "The daemon inside every Dari sandbox.")]
@@ -27,6 +33,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run one built-in tool and print its result as JSON.
+    Tool {
+        /// read, bash, edit, write, grep, find or ls.
+        name: String,
+        /// The tool's arguments as a JSON object.
+        arguments: String,
+        /// The workspace the tool is confined to.
+        #[arg(long, default_value = "/workspace")]
+        workspace: PathBuf,
+    },
     /// Source bundle operations.
     #[command(subcommand)]
     Bundle(BundleCommand),
@@ -54,8 +70,47 @@ enum BundleCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Tool { name, arguments, workspace } => run_one_tool(&name, &arguments, &workspace),
         Command::Bundle(BundleCommand::Extract { archive, into, sha256, read_only }) => {
             extract_bundle(&archive, &into, sha256.as_deref(), read_only)
+        }
+    }
+}
+
+fn run_one_tool(name: &str, arguments: &str, workspace: &Path) -> ExitCode {
+    let arguments: serde_json::Value = match serde_json::from_str(arguments) {
+        Ok(arguments) => arguments,
+        Err(error) => {
+            eprintln!("error: the arguments are not JSON: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let workspace = match Workspace::new(workspace) {
+        Ok(workspace) => workspace,
+        Err(error) => {
+            eprintln!("error: open workspace {}: {error}", workspace.display());
+            return ExitCode::from(2);
+        }
+    };
+    let context =
+        ToolContext { bash: BashConfig::for_workspace(workspace.root()), workspace, locks: FileLocks::default() };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let cancel = CancellationToken::new();
+    let result = runtime.block_on(run_tool(&context, name, arguments, cancel, None));
+    match serde_json::to_string(&result) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: render the result: {error}");
+            ExitCode::from(2)
         }
     }
 }

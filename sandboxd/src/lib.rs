@@ -1,0 +1,8 @@
+//! `sandboxd`, the daemon inside every sandbox, as a library: the binary in `main.rs` and the
+//! benchmarks use it.
+//!
+//! **Architecture Invariant:** sandboxd knows nothing about SQL, organizations, API keys or the
+//! public API; it speaks only the link protocol defined in `dari-protocol`.
+
+pub mod process;
+pub mod tools;
