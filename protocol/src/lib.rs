@@ -7,5 +7,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod link;
 pub mod manifest;
 pub mod tools;

@@ -14,13 +14,16 @@
 //!   source bundle, refusing every escape and writing nothing unless the whole archive is sound.
 //!
 //! Exit codes: 0 success (for `tool`, also when the tool itself failed: see `is_error`), 1 the
-//! input was refused, 2 bad usage or an unusable environment.
+//! input was refused, 2 bad usage or an unusable environment, 3 control refused the sandbox
+//! token (the sandbox is gone).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use dari_bundle::{BundleLimits, ExtractOptions, extract};
+use sandboxd::config::{self, DaemonConfig, Environment};
+use sandboxd::link::{Daemon, DaemonExit, Services};
 use sandboxd::tools::{BashConfig, FileLocks, ToolContext, Workspace, run_tool};
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +36,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon: dial control and serve it until shut down. Configured by SANDBOXD_*
+    /// environment variables.
+    Run,
     /// Run one built-in tool and print its result as JSON.
     Tool {
         /// read, bash, edit, write, grep, find or ls.
@@ -70,10 +76,77 @@ enum BundleCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run => run_daemon(),
         Command::Tool { name, arguments, workspace } => run_one_tool(&name, &arguments, &workspace),
         Command::Bundle(BundleCommand::Extract { archive, into, sha256, read_only }) => {
             extract_bundle(&archive, &into, sha256.as_deref(), read_only)
         }
+    }
+}
+
+/// Exit code when control refused the sandbox token: the sandbox is gone.
+const EXIT_REFUSED: u8 = 3;
+
+fn run_daemon() -> ExitCode {
+    init_logging();
+    let config = match DaemonConfig::from_strings(&Environment) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let workspace = match Workspace::new(&config.workspace) {
+        Ok(workspace) => workspace,
+        Err(error) => {
+            eprintln!("error: open workspace {}: {error}", config.workspace.display());
+            return ExitCode::from(2);
+        }
+    };
+    let services = Services {
+        tools: ToolContext {
+            bash: BashConfig::for_workspace(workspace.root()),
+            workspace,
+            locks: FileLocks::default(),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let exit = runtime.block_on(Daemon::new(config, services).run(shutdown_signal()));
+    match exit {
+        DaemonExit::Shutdown => ExitCode::SUCCESS,
+        DaemonExit::Refused(_) => ExitCode::from(EXIT_REFUSED),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}
+
+fn init_logging() {
+    let filter = std::env::var(config::ENV_LOG).unwrap_or_else(|_| config::DEFAULT_LOG_FILTER.to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config::DEFAULT_LOG_FILTER));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var(config::ENV_LOG_FORMAT).is_ok_and(|format| format == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }
 

@@ -3,6 +3,7 @@
 mod architecture;
 mod bundle_extract;
 mod deploy_dry_run;
+mod link;
 mod manifest_corpus;
 mod manifest_fuzz;
 mod validate;

@@ -4,6 +4,7 @@
 //! Tests start the real `dari` and `sandboxd` binaries, as a user would.
 
 pub mod binaries;
+pub mod fake_control;
 pub mod txtar;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,216 @@
+//! A fake control plane that speaks the link protocol over a real WebSocket, for driving the real
+//! `sandboxd` binary in tests.
+//!
+//! ```ignore
+//! let control = FakeControl::start().await;
+//! let daemon = control.spawn_daemon(workspace.path());
+//! let mut link = control.accept().await;
+//! link.welcome(0).await;
+//! let outcome = link.request("r1", Operation::ToolRun { .. }).await;
+//! ```
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use dari_protocol::link::{ControlFrame, DaemonFrame, DaemonMessage, Hello, LINK_PROTOCOL_VERSION, Operation, Outcome};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+
+use crate::binaries::binary;
+
+/// How long a test waits for anything from the daemon before failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+pub const SANDBOX_ID: &str = "sbx_test";
+pub const TOKEN: &str = "tok_test_secret";
+
+pub struct FakeControl {
+    pub url: String,
+    connections: mpsc::Receiver<Link>,
+}
+
+/// One accepted link from the daemon.
+pub struct Link {
+    socket: WebSocketStream<TcpStream>,
+    pub hello: Option<Hello>,
+    /// The highest outbox seq this side has acknowledged.
+    pub acked: u64,
+}
+
+/// The `sandboxd run` process, killed when dropped.
+pub struct DaemonProcess {
+    pub child: tokio::process::Child,
+    pub log: tempfile::NamedTempFile,
+}
+
+impl FakeControl {
+    /// Listens on a free loopback port; connections with a wrong token get 401.
+    pub async fn start() -> FakeControl {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let url = format!("ws://{}", listener.local_addr().expect("local address"));
+        let (connections_tx, connections) = mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let connections_tx = connections_tx.clone();
+                tokio::spawn(async move {
+                    let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+                        let authorized = request.headers().get("authorization").and_then(|value| value.to_str().ok())
+                            == Some(&format!("Bearer {TOKEN}"));
+                        let path_ok = request.uri().path() == dari_protocol::link::link_path(SANDBOX_ID);
+                        if authorized && path_ok {
+                            Ok(response)
+                        } else {
+                            let mut refusal = ErrorResponse::new(Some("refused".to_owned()));
+                            *refusal.status_mut() = StatusCode::UNAUTHORIZED;
+                            Err(refusal)
+                        }
+                    };
+                    if let Ok(socket) = tokio_tungstenite::accept_hdr_async(stream, check).await {
+                        let _ = connections_tx.send(Link { socket, hello: None, acked: 0 }).await;
+                    }
+                });
+            }
+        });
+        FakeControl { url, connections }
+    }
+
+    /// Starts the real daemon pointed at this control, with a short ping interval and backoff.
+    pub fn spawn_daemon(&self, workspace: &Path) -> DaemonProcess {
+        self.spawn_daemon_with(workspace, TOKEN)
+    }
+
+    pub fn spawn_daemon_with(&self, workspace: &Path, token: &str) -> DaemonProcess {
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        #[allow(clippy::disallowed_methods)] // Tests start the real daemon.
+        let child = tokio::process::Command::new(binary("sandboxd"))
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SANDBOXD_CONTROL_URL", &self.url)
+            .env("SANDBOXD_SANDBOX_ID", SANDBOX_ID)
+            .env("SANDBOXD_TOKEN", token)
+            .env("SANDBOXD_WORKSPACE", workspace)
+            .env("SANDBOXD_PING_INTERVAL_MS", "200")
+            .env("SANDBOXD_MAX_BACKOFF_MS", "200")
+            .env("SANDBOXD_LOG", "warn,sandboxd=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("reopen log"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start sandboxd");
+        DaemonProcess { child, log }
+    }
+
+    /// The next link the daemon opens, with its hello read.
+    pub async fn accept(&mut self) -> Link {
+        let mut link = tokio::time::timeout(PATIENCE, self.connections.recv())
+            .await
+            .expect("the daemon connects in time")
+            .expect("the listener is running");
+        match link.recv().await {
+            DaemonFrame::Hello(hello) => link.hello = Some(hello),
+            frame => panic!("expected hello, got {frame:?}"),
+        }
+        link
+    }
+}
+
+impl Link {
+    pub async fn send(&mut self, frame: &ControlFrame) {
+        let text = serde_json::to_string(frame).expect("encode frame");
+        self.socket.send(Message::text(text)).await.expect("send to the daemon");
+    }
+
+    pub async fn welcome(&mut self, acked_through: u64) {
+        self.acked = acked_through;
+        let frame = ControlFrame::Welcome {
+            protocol: LINK_PROTOCOL_VERSION,
+            control_version: "test".to_owned(),
+            acked_through,
+        };
+        self.send(&frame).await;
+    }
+
+    /// The next frame from the daemon.
+    pub async fn recv(&mut self) -> DaemonFrame {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("the daemon answers in time")
+                .expect("the link is open")
+                .expect("a readable frame");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).expect("a valid daemon frame"),
+                Message::Close(_) => panic!("the daemon closed the link"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next outbox message, acknowledged.
+    pub async fn next_message(&mut self) -> (u64, DaemonMessage) {
+        match self.recv().await {
+            DaemonFrame::Outbox { seq, message } => {
+                self.acked = seq;
+                self.send(&ControlFrame::Ack { through: seq }).await;
+                (seq, message)
+            }
+            frame => panic!("expected an outbox message, got {frame:?}"),
+        }
+    }
+
+    /// Sends a request and waits for its result, collecting the chunks streamed before it.
+    pub async fn request(&mut self, id: &str, op: Operation) -> (Outcome, Vec<String>) {
+        self.send(&ControlFrame::Request { id: id.to_owned(), op }).await;
+        self.result(id).await
+    }
+
+    pub async fn result(&mut self, id: &str) -> (Outcome, Vec<String>) {
+        let mut chunks = Vec::new();
+        loop {
+            match self.next_message().await.1 {
+                DaemonMessage::Result { request_id, outcome } if request_id == id => return (outcome, chunks),
+                DaemonMessage::Chunk { request_id, data, .. } if request_id == id => chunks.push(data),
+                _ => {}
+            }
+        }
+    }
+
+    /// Drops the connection abruptly, as a network failure would.
+    pub fn sever(self) {
+        drop(self.socket);
+    }
+}
+
+impl DaemonProcess {
+    /// Sends SIGTERM and waits for the exit code.
+    pub async fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().expect("the daemon is running");
+        #[allow(clippy::disallowed_methods)] // `kill` is the simplest way to signal from a test.
+        let status = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        assert!(status.is_ok_and(|status| status.success()), "signal the daemon");
+        self.wait().await
+    }
+
+    /// Waits for the daemon to exit and returns its exit code.
+    pub async fn wait(&mut self) -> Option<i32> {
+        let status = tokio::time::timeout(PATIENCE, self.child.wait()).await.expect("the daemon exits in time");
+        status.expect("wait for the daemon").code()
+    }
+
+    /// The daemon's log lines at WARN or ERROR that no pattern in `allowed` matches.
+    pub fn unexpected_warnings(&self, allowed: &[&str]) -> Vec<String> {
+        let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+        log.lines()
+            .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+            .filter(|line| !allowed.iter().any(|pattern| line.contains(pattern)))
+            .map(str::to_owned)
+            .collect()
+    }
+}
