@@ -139,6 +139,11 @@ pub enum Operation {
     /// Run a built-in tool. Value: a [`ToolResult`]. Chunks: [`Stream::Output`].
     #[serde(rename = "tool.run")]
     ToolRun { name: String, arguments: serde_json::Value },
+    /// Fetch the source bundle, check its sha256, and unpack it read-only under
+    /// `<workspace>/.dari/agent-resources/source-bundle`. Value: [`BundleMaterialized`].
+    /// Idempotent: a bundle already there with this sha256 is kept.
+    #[serde(rename = "bundle.materialize")]
+    BundleMaterialize(BundleMaterialize),
     /// Run a command. Value: [`ExecOutcome`]. Chunks: stdout and stderr.
     #[serde(rename = "exec")]
     Exec(ExecRequest),
@@ -162,8 +167,36 @@ pub enum Operation {
 
 impl Operation {
     /// The operation names a daemon of this version supports, for [`Hello::capabilities`].
-    pub const NAMES: [&'static str; 6] =
-        ["tool.run", "exec", "runtime.start", "runtime.advance", "runtime.status", "runtime.stop"];
+    pub const NAMES: [&'static str; 7] = [
+        "tool.run",
+        "bundle.materialize",
+        "exec",
+        "runtime.start",
+        "runtime.advance",
+        "runtime.status",
+        "runtime.stop",
+    ];
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BundleMaterialize {
+    /// Where to GET the tar.gz: a path on control (`/internal/...`, fetched the way the link
+    /// reaches control, with the sandbox token) or an absolute `http://` URL.
+    pub url: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BundleMaterialized {
+    /// The bundle's directory, exported to tools as `DARI_SOURCE_BUNDLE_ROOT`.
+    pub root: String,
+    pub sha256: String,
+    pub file_count: usize,
+    /// The extension directories copied to `<workspace>/.dari/agent-resources/extensions`.
+    pub extensions: Vec<String>,
+    /// False when the same bundle was already in place.
+    pub fetched: bool,
 }
 
 /// A command to run: `argv` directly, or `shell` through `sh -c`.

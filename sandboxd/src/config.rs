@@ -78,6 +78,19 @@ pub enum ControlUrl {
     Unix(PathBuf),
 }
 
+impl ControlUrl {
+    /// Where control's HTTP endpoints are, for downloads: the same host and port, or socket.
+    pub fn http_target(&self) -> crate::http::Target {
+        match self {
+            ControlUrl::WebSocket(url) => {
+                let host = url.trim_start_matches("wss://").trim_start_matches("ws://");
+                crate::http::Target::Tcp(host.to_owned())
+            }
+            ControlUrl::Unix(path) => crate::http::Target::Unix(path.clone()),
+        }
+    }
+}
+
 impl DaemonConfig {
     pub fn from_strings(strings: &dyn Strings) -> Result<DaemonConfig, ConfigError> {
         let required = |key: &str| {

@@ -4,7 +4,9 @@
 //! **Architecture Invariant:** sandboxd knows nothing about SQL, organizations, API keys or the
 //! public API; it speaks only the link protocol defined in `dari-protocol`.
 
+pub mod bundle;
 pub mod config;
+pub mod http;
 pub mod link;
 pub mod process;
 pub mod tools;

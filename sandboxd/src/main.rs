@@ -22,6 +22,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use dari_bundle::{BundleLimits, ExtractOptions, extract};
+use sandboxd::bundle::ControlEndpoint;
 use sandboxd::config::{self, DaemonConfig, Environment};
 use sandboxd::link::{Daemon, DaemonExit, Services};
 use sandboxd::tools::{BashConfig, FileLocks, ToolContext, Workspace, run_tool};
@@ -103,13 +104,10 @@ fn run_daemon() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let services = Services {
-        tools: ToolContext {
-            bash: BashConfig::for_workspace(workspace.root()),
-            workspace,
-            locks: FileLocks::default(),
-        },
-    };
+    let control = ControlEndpoint { target: config.control_url.http_target(), token: config.token.clone() };
+    let tools =
+        ToolContext { bash: BashConfig::for_workspace(workspace.root()), workspace, locks: FileLocks::default() };
+    let services = Services { tools, control };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod bundle_extract;
+mod bundle_materialize;
 mod deploy_dry_run;
 mod link;
 mod manifest_corpus;

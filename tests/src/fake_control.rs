@@ -214,3 +214,39 @@ impl DaemonProcess {
             .collect()
     }
 }
+
+/// Serves `body` to every GET that carries the sandbox token (403 otherwise), over plain HTTP on
+/// a loopback port, the way control serves a source bundle. Returns the URL.
+pub async fn serve_bytes(body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let url = format!("http://{}/bundle.tar.gz", listener.local_addr().expect("local address"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let authorized = head.contains(&format!("authorization: bearer {}", TOKEN.to_ascii_lowercase()));
+                let response = if authorized {
+                    let mut response =
+                        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len())
+                            .into_bytes();
+                    response.extend_from_slice(&body);
+                    response
+                } else {
+                    b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()
+                };
+                let _ = stream.write_all(&response).await;
+            });
+        }
+    });
+    url
+}

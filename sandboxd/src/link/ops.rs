@@ -4,6 +4,7 @@ use dari_protocol::link::{DaemonEvent, Operation, Outcome, Stream, error_code};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::bundle::ControlEndpoint;
 use crate::tools::{ToolContext, ToolUpdate, run_tool};
 
 /// What running work tells the core.
@@ -18,6 +19,8 @@ pub enum WorkEvent {
 #[derive(Clone, Debug)]
 pub struct Services {
     pub tools: ToolContext,
+    /// How to reach control for downloads (the source bundle).
+    pub control: ControlEndpoint,
 }
 
 /// Runs `op` to completion (or cancellation) and returns its outcome; chunks go to `work`.
@@ -59,6 +62,12 @@ pub async fn run(
                 };
             }
             Outcome::ok(result)
+        }
+        Operation::BundleMaterialize(request) => {
+            match crate::bundle::materialize(services.tools.workspace.root(), &services.control, &request).await {
+                Ok(materialized) => Outcome::ok(materialized),
+                Err(error) => Outcome::error(error_code::FAILED, format!("{:#}", anyhow::Error::new(error))),
+            }
         }
         Operation::Exec(_)
         | Operation::RuntimeStart(_)
