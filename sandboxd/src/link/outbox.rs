@@ -1,8 +1,9 @@
 //! The daemon's outbox: every reliable message, numbered, kept until control acknowledges it.
 //!
-//! Results and events are never dropped. Streamed chunks are progress, not outcome: when the
-//! outbox passes its byte budget while control is away, the oldest chunks are dropped (and the
-//! drop is counted) so that a long disconnection cannot exhaust the sandbox's memory.
+//! Results and lifecycle events are never dropped. Streamed chunks and runtime logs are progress,
+//! not outcome: when the outbox passes its byte budget while control is away, the oldest of them
+//! are dropped (and the drop is counted) so that a long disconnection cannot exhaust the
+//! sandbox's memory.
 
 use std::collections::VecDeque;
 
@@ -89,7 +90,7 @@ impl Outbox {
         }
         let mut index = 0;
         while self.bytes > self.byte_budget && index < self.entries.len() {
-            if matches!(self.entries[index].message, DaemonMessage::Chunk { .. }) {
+            if is_progress(&self.entries[index].message) {
                 if let Some(entry) = self.entries.remove(index) {
                     self.bytes -= entry.bytes;
                     self.dropped_chunks += 1;
@@ -99,6 +100,14 @@ impl Outbox {
             }
         }
     }
+}
+
+/// Streamed output and runtime logs: what may be dropped under pressure.
+fn is_progress(message: &DaemonMessage) -> bool {
+    matches!(
+        message,
+        DaemonMessage::Chunk { .. } | DaemonMessage::Event { event: dari_protocol::link::DaemonEvent::RuntimeLog { .. } }
+    )
 }
 
 /// The size that counts against the budget: the payload text, plus a small fixed overhead.
