@@ -39,3 +39,26 @@ pub(crate) mod lenient_u64 {
         }
     }
 }
+
+/// Serde helpers for optional flags that a model may send as `"true"` or `"false"`.
+pub(crate) mod lenient_bool {
+    use serde::{Deserialize, Deserializer};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Flag {
+            Bool(bool),
+            Text(String),
+        }
+        match Option::<Flag>::deserialize(deserializer)? {
+            None => Ok(None),
+            Some(Flag::Bool(value)) => Ok(Some(value)),
+            Some(Flag::Text(text)) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(Some(true)),
+                "false" | "" => Ok(Some(false)),
+                _ => Err(serde::de::Error::custom(format!("expected true or false, got {text:?}"))),
+            },
+        }
+    }
+}

@@ -9,6 +9,9 @@ pub const DEFAULT_MAX_LINES: usize = 2000;
 pub const DEFAULT_MAX_BYTES: usize = 50 * 1024;
 /// grep cuts each line to this many characters.
 pub const GREP_MAX_LINE_CHARS: usize = 500;
+/// The line limit of outputs capped by bytes only (grep, find): JavaScript's
+/// `Number.MAX_SAFE_INTEGER`, as pi passes, so that `details.truncation.maxLines` is exact in JSON.
+pub(crate) const NO_LINE_LIMIT: usize = (1 << 53) - 1;
 
 /// What a truncation kept, reported in a tool's `details.truncation` with pi's field names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -133,6 +136,16 @@ pub fn truncate_line(line: &str, max_chars: usize) -> (String, bool) {
 }
 
 impl Truncation {
+    /// The record for a tool's `details.truncation`: every field but the kept text, which the
+    /// tool's content already carries.
+    pub(crate) fn details(&self) -> serde_json::Value {
+        let mut details = serde_json::to_value(self).expect("a truncation record serializes");
+        if let Some(fields) = details.as_object_mut() {
+            fields.remove("content");
+        }
+        details
+    }
+
     fn untouched(text: &str, total_lines: usize, max_lines: usize, max_bytes: usize) -> Truncation {
         Truncation {
             content: text.to_owned(),
