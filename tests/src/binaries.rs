@@ -1,14 +1,23 @@
 //! The workspace's binaries, built once per test run so that tests never run stale ones.
+//!
+//! `sandboxd` is built the way it ships: statically linked (`-C target-feature=+crt-static`,
+//! with an explicit `--target` so that build scripts and proc-macros stay dynamic), so every
+//! end-to-end test exercises the real artifact.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+/// The target triple sandboxd is built for.
+pub fn sandboxd_target() -> String {
+    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
+}
+
 /// The path of a workspace binary (`dari` or `sandboxd`), building them on first use.
 pub fn binary(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(build_binaries);
-    dir.join(name)
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    let built = BUILT.get_or_init(build_binaries);
+    if name == "sandboxd" { built.sandboxd.clone() } else { built.host_dir.join(name) }
 }
 
 /// Runs `dari` with arguments, with no inherited DARI_* configuration.
@@ -18,6 +27,11 @@ pub fn dari(args: &[&str]) -> Output {
 
 pub fn sandboxd(args: &[&str]) -> Output {
     run(binary("sandboxd"), args)
+}
+
+struct Built {
+    host_dir: PathBuf,
+    sandboxd: PathBuf,
 }
 
 fn run(program: PathBuf, args: &[&str]) -> Output {
@@ -32,22 +46,31 @@ fn run(program: PathBuf, args: &[&str]) -> Output {
     command.output().unwrap_or_else(|error| panic!("run {}: {error}", program.display()))
 }
 
-fn build_binaries() -> PathBuf {
+fn build_binaries() -> Built {
     let test_exe = std::env::current_exe().expect("the test binary has a path");
     // target/<profile>/deps/e2e-<hash>
-    let profile_dir =
-        test_exe.parent().and_then(|deps| deps.parent()).expect("test binary in target/<profile>/deps").to_path_buf();
-    let release = profile_dir.file_name().is_some_and(|name| name == "release");
+    let host_dir = test_exe.parent().and_then(|deps| deps.parent()).expect("test binary in target/<profile>/deps").to_path_buf();
+    let profile = host_dir.file_name().and_then(|name| name.to_str()).unwrap_or("debug").to_owned();
+    let target_root = host_dir.parent().expect("a target directory").to_path_buf();
+    let release = profile == "release";
+
+    cargo_build(&["-p", "dari-control", "--bin", "dari"], release, None);
+    let triple = sandboxd_target();
+    cargo_build(&["-p", "dari-sandboxd", "--bin", "sandboxd", "--target", &triple], release, Some("-C target-feature=+crt-static"));
+    Built { sandboxd: target_root.join(&triple).join(&profile).join("sandboxd"), host_dir }
+}
+
+fn cargo_build(args: &[&str], release: bool, rustflags: Option<&str>) {
     #[allow(clippy::disallowed_methods)] // The harness builds the binaries under test.
     let mut command = Command::new(env!("CARGO"));
-    command
-        .current_dir(crate::workspace_root())
-        .args(["build", "--quiet", "--bins", "-p", "dari-control", "-p", "dari-sandboxd"])
-        .stdin(Stdio::null());
+    command.current_dir(crate::workspace_root()).args(["build", "--quiet"]).args(args).stdin(Stdio::null());
     if release {
         command.arg("--release");
     }
+    match rustflags {
+        Some(flags) => command.env("RUSTFLAGS", flags),
+        None => command.env_remove("RUSTFLAGS"),
+    };
     let output = command.output().expect("run cargo build");
-    assert!(output.status.success(), "cargo build failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    profile_dir
+    assert!(output.status.success(), "cargo build {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
 }
