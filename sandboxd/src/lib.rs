@@ -4,5 +4,6 @@
 //! **Architecture Invariant:** sandboxd knows nothing about SQL, organizations, API keys or the
 //! public API; it speaks only the link protocol defined in `dari-protocol`.
 
+pub mod exec;
 pub mod process;
 pub mod tools;
