@@ -5,4 +5,6 @@
 //! public API; it speaks only the link protocol defined in `dari-protocol`.
 
 pub mod process;
+pub mod pty;
 pub mod tools;
+pub mod watch;
