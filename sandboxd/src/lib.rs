@@ -10,4 +10,6 @@ pub mod exec;
 pub mod http;
 pub mod link;
 pub mod process;
+pub mod pty;
 pub mod tools;
+pub mod watch;
