@@ -160,6 +160,25 @@ pub enum Operation {
     /// Stop the runtime server. Value: null.
     #[serde(rename = "runtime.stop")]
     RuntimeStop,
+    /// Open a terminal. Value: null. Output arrives as [`DaemonEvent::PtyOutput`], the end as
+    /// [`DaemonEvent::PtyExited`].
+    #[serde(rename = "pty.open")]
+    PtyOpen(PtyOpen),
+    /// Type into a terminal. Value: null.
+    #[serde(rename = "pty.input")]
+    PtyInput { id: String, data: String },
+    /// Value: null.
+    #[serde(rename = "pty.resize")]
+    PtyResize { id: String, cols: u16, rows: u16 },
+    /// Kill the terminal's processes. Value: null.
+    #[serde(rename = "pty.close")]
+    PtyClose { id: String },
+    /// Watch a directory; changes arrive as [`DaemonEvent::FilesChanged`]. Value: null.
+    #[serde(rename = "fs.watch")]
+    FsWatch(FsWatch),
+    /// Value: null.
+    #[serde(rename = "fs.unwatch")]
+    FsUnwatch { id: String },
     /// An operation this daemon does not know, from a newer control.
     #[serde(other)]
     Unsupported,
@@ -216,6 +235,44 @@ pub struct ExecRequest {
     pub stdin: Option<String>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PtyOpen {
+    /// Chosen by control; names the terminal in later operations and events.
+    pub id: String,
+    /// The program and its arguments; the user's shell when absent.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FsWatch {
+    pub id: String,
+    /// Relative to the workspace.
+    pub path: String,
+    #[serde(default = "default_true")]
+    pub recursive: bool,
+    #[serde(default)]
+    pub debounce_ms: Option<u64>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One changed path, relative to the workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChange {
+    pub path: String,
+    /// `created`, `modified`, `removed` or `renamed`.
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -278,6 +335,14 @@ pub enum DaemonEvent {
     RuntimeLog { stream: Stream, line: String },
     /// The runtime server exited; it is restarted with backoff.
     RuntimeExited { code: Option<i32>, signal: Option<i32> },
+    /// A terminal's output, decoded as UTF-8 (a character split across reads is kept whole).
+    PtyOutput { id: String, data: String },
+    /// A terminal's program ended.
+    PtyExited { id: String, code: Option<i32> },
+    /// A debounced batch of changes under a watch.
+    FilesChanged { id: String, changes: Vec<FileChange> },
+    /// A watch failed (for example the kernel dropped events).
+    WatchFailed { id: String, message: String },
     /// An event kind this control does not know, from a newer daemon.
     #[serde(other)]
     Unknown,

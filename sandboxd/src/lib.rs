@@ -11,5 +11,6 @@ pub mod http;
 pub mod link;
 pub mod process;
 pub mod pty;
+pub mod runtime;
 pub mod tools;
 pub mod watch;

@@ -107,7 +107,8 @@ fn run_daemon() -> ExitCode {
     let control = ControlEndpoint { target: config.control_url.http_target(), token: config.token.clone() };
     let tools =
         ToolContext { bash: BashConfig::for_workspace(workspace.root()), workspace, locks: FileLocks::default() };
-    let services = Services { tools, control };
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(1024);
+    let services = Services::new(tools, control, events_tx);
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -115,7 +116,7 @@ fn run_daemon() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let exit = runtime.block_on(Daemon::new(config, services).run(shutdown_signal()));
+    let exit = runtime.block_on(async move { Daemon::new(config, services, events_rx).run(shutdown_signal()).await });
     match exit {
         DaemonExit::Shutdown => ExitCode::SUCCESS,
         DaemonExit::Refused(_) => ExitCode::from(EXIT_REFUSED),

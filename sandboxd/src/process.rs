@@ -41,13 +41,18 @@ pub struct ChildSpec {
     pub stderr: Capture,
 }
 
+/// Variables with this prefix configure the daemon (the sandbox token among them) and are
+/// removed from every inherited environment.
+pub const DAEMON_ENV_PREFIX: &str = "SANDBOXD_";
+
 /// The environment of a child.
 #[derive(Clone, Debug)]
 pub enum Env {
     /// An empty environment plus exactly these variables: for children that must not see the
     /// daemon's configuration.
     Clear { vars: Vec<(OsString, OsString)> },
-    /// The daemon's own environment with these variables set on top.
+    /// The daemon's own environment, without its `SANDBOXD_*` configuration, with these variables
+    /// set on top.
     Inherit { overrides: Vec<(OsString, OsString)> },
 }
 
@@ -147,6 +152,12 @@ impl ChildSpec {
                 command.env_clear().envs(vars.iter().map(|(key, value)| (key, value)));
             }
             Env::Inherit { overrides } => {
+                // The daemon's own configuration (its token above all) never reaches a child.
+                for (key, _) in std::env::vars_os() {
+                    if key.to_string_lossy().starts_with(DAEMON_ENV_PREFIX) {
+                        command.env_remove(key);
+                    }
+                }
                 command.envs(overrides.iter().map(|(key, value)| (key, value)));
             }
         }

@@ -73,7 +73,9 @@ impl Runtime {
     pub fn new(events: mpsc::Sender<DaemonEvent>) -> Runtime {
         let status = RuntimeStatus { state: RuntimeState::NotStarted, pid: None, restarts: 0 };
         let (status, _) = watch::channel(status);
-        Runtime { inner: Arc::new(Inner { events, status, logs: Mutex::new(LogRing::new()), current: Mutex::new(None) }) }
+        Runtime {
+            inner: Arc::new(Inner { events, status, logs: Mutex::new(LogRing::new()), current: Mutex::new(None) }),
+        }
     }
 
     pub fn status(&self) -> RuntimeStatus {
@@ -82,7 +84,12 @@ impl Runtime {
 
     /// Starts the server (or keeps the healthy one with the same spec) and waits until it is
     /// healthy. On failure the server is stopped and the error carries its last log lines.
-    pub async fn start(&self, spec: RuntimeStart, cwd: std::path::PathBuf, extra_env: Vec<(String, String)>) -> Result<RuntimeStatus, RuntimeError> {
+    pub async fn start(
+        &self,
+        spec: RuntimeStart,
+        cwd: std::path::PathBuf,
+        extra_env: Vec<(String, String)>,
+    ) -> Result<RuntimeStatus, RuntimeError> {
         let same_and_healthy = {
             let current = lock(&self.inner.current);
             current.as_ref().is_some_and(|supervised| supervised.spec == spec && supervised.cwd == cwd)
@@ -147,7 +154,11 @@ impl Runtime {
             Err(http::HttpError::TimedOut { .. }) => {
                 return Err(RuntimeError {
                     code: dari_protocol::link::error_code::TIMED_OUT,
-                    message: format!("the runtime server did not answer POST {} within {} ms", spec.advance_path, timeout.as_millis()),
+                    message: format!(
+                        "the runtime server did not answer POST {} within {} ms",
+                        spec.advance_path,
+                        timeout.as_millis()
+                    ),
                     details: self.error_details(None, None),
                 });
             }
@@ -183,7 +194,9 @@ impl Runtime {
             supervised.cancel.cancel();
             // The supervision task reports Stopped once the group is gone.
             let mut status = self.inner.status.subscribe();
-            let _ = tokio::time::timeout(STOP_GRACE * 2, status.wait_for(|status| status.state == RuntimeState::Stopped)).await;
+            let _ =
+                tokio::time::timeout(STOP_GRACE * 2, status.wait_for(|status| status.state == RuntimeState::Stopped))
+                    .await;
         }
     }
 
@@ -213,11 +226,18 @@ impl Runtime {
 }
 
 /// Runs, watches and restarts the server until cancelled.
-async fn supervise(inner: Arc<Inner>, spec: RuntimeStart, cwd: std::path::PathBuf, extra_env: Vec<(String, String)>, cancel: CancellationToken) {
+async fn supervise(
+    inner: Arc<Inner>,
+    spec: RuntimeStart,
+    cwd: std::path::PathBuf,
+    extra_env: Vec<(String, String)>,
+    cancel: CancellationToken,
+) {
     let mut restarts: u32 = 0;
     let mut delay = FIRST_RESTART_DELAY;
     loop {
-        let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = vec![("PORT".into(), spec.port.to_string().into())];
+        let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+            vec![("PORT".into(), spec.port.to_string().into())];
         env.extend(extra_env.iter().map(|(key, value)| (key.into(), value.into())));
         env.extend(spec.env.iter().map(|(key, value)| (key.into(), value.into())));
         let child_spec = ChildSpec {
@@ -286,7 +306,13 @@ async fn poll_health(inner: Arc<Inner>, spec: RuntimeStart, pid: u32, restarts: 
     let target = Target::Tcp(format!("127.0.0.1:{}", spec.port));
     let mut interval = Duration::from_millis(10);
     while !cancel.is_cancelled() {
-        let request = HttpRequest { method: Method::GET, path: &spec.health_path, headers: &[], body: Bytes::new(), timeout: Duration::from_secs(2) };
+        let request = HttpRequest {
+            method: Method::GET,
+            path: &spec.health_path,
+            headers: &[],
+            body: Bytes::new(),
+            timeout: Duration::from_secs(2),
+        };
         if let Ok((status, _)) = http::send(&target, request, 64 * 1024).await
             && (200..300).contains(&status)
         {

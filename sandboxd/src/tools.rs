@@ -48,6 +48,8 @@ pub struct BashConfig {
     pub output_dir: PathBuf,
     /// The shell: `/bin/bash`, or `sh` where there is no bash.
     pub shell: PathBuf,
+    /// Variables every command sees, such as `DARI_SOURCE_BUNDLE_ROOT`.
+    pub env: Vec<(String, String)>,
 }
 
 impl BashConfig {
@@ -65,6 +67,10 @@ impl BashConfig {
             max_timeout: BashConfig::MAX_TIMEOUT,
             output_dir: root.join(".dari/tool-output"),
             shell: PathBuf::from(shell),
+            env: vec![(
+                crate::bundle::ENV_SOURCE_BUNDLE_ROOT.to_owned(),
+                crate::bundle::source_bundle_root(root).display().to_string(),
+            )],
         }
     }
 }

@@ -6,6 +6,6 @@ mod bundle_materialize;
 mod deploy_dry_run;
 mod link;
 mod manifest_corpus;
-mod static_binary;
 mod manifest_fuzz;
+mod static_binary;
 mod validate;

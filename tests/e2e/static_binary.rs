@@ -26,7 +26,9 @@ fn sandboxd_runs_in_an_empty_root() {
     std::fs::copy(binary("sandboxd"), root.path().join("sandboxd")).expect("copy the binary");
     std::fs::create_dir(root.path().join("workspace")).expect("workspace");
     std::fs::write(root.path().join("workspace/hello.txt"), "hello from an empty root\n").expect("write");
-    let Some(chroot) = ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot"].into_iter().find(|path| std::path::Path::new(path).exists())
+    let Some(chroot) = ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
     else {
         eprintln!("skipped: chroot is not installed");
         return;

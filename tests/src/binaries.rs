@@ -49,14 +49,19 @@ fn run(program: PathBuf, args: &[&str]) -> Output {
 fn build_binaries() -> Built {
     let test_exe = std::env::current_exe().expect("the test binary has a path");
     // target/<profile>/deps/e2e-<hash>
-    let host_dir = test_exe.parent().and_then(|deps| deps.parent()).expect("test binary in target/<profile>/deps").to_path_buf();
+    let host_dir =
+        test_exe.parent().and_then(|deps| deps.parent()).expect("test binary in target/<profile>/deps").to_path_buf();
     let profile = host_dir.file_name().and_then(|name| name.to_str()).unwrap_or("debug").to_owned();
     let target_root = host_dir.parent().expect("a target directory").to_path_buf();
     let release = profile == "release";
 
     cargo_build(&["-p", "dari-control", "--bin", "dari"], release, None);
     let triple = sandboxd_target();
-    cargo_build(&["-p", "dari-sandboxd", "--bin", "sandboxd", "--target", &triple], release, Some("-C target-feature=+crt-static"));
+    cargo_build(
+        &["-p", "dari-sandboxd", "--bin", "sandboxd", "--target", &triple],
+        release,
+        Some("-C target-feature=+crt-static"),
+    );
     Built { sandboxd: target_root.join(&triple).join(&profile).join("sandboxd"), host_dir }
 }
 

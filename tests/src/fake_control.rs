@@ -58,6 +58,7 @@ impl FakeControl {
             while let Ok((stream, _)) = listener.accept().await {
                 let connections_tx = connections_tx.clone();
                 tokio::spawn(async move {
+                    #[allow(clippy::result_large_err)] // The callback's signature is tungstenite's.
                     let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
                         let authorized = request.headers().get("authorization").and_then(|value| value.to_str().ok())
                             == Some(&format!("Bearer {TOKEN}"));

@@ -55,7 +55,7 @@ pub async fn run(config: DaemonConfig, events: mpsc::Sender<LinkEvent>, cancel: 
                 return;
             }
             Err(DialError::Other(reason)) => {
-                if attempt % 20 == 0 {
+                if attempt.is_multiple_of(20) {
                     warn!(attempt, "failed to connect to control: {reason}");
                 }
             }

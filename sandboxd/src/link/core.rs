@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use dari_protocol::link::{
-    ControlFrame, DaemonFrame, DaemonMessage, Hello, LINK_PROTOCOL_VERSION, Operation, Outcome, error_code,
+    ControlFrame, DaemonEvent, DaemonFrame, DaemonMessage, Hello, LINK_PROTOCOL_VERSION, Operation, Outcome, error_code,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -45,6 +45,7 @@ pub struct Daemon {
     tasks: JoinSet<()>,
     work_tx: mpsc::Sender<WorkEvent>,
     work_rx: mpsc::Receiver<WorkEvent>,
+    events_rx: mpsc::Receiver<DaemonEvent>,
     root_cancel: CancellationToken,
     drain: Option<Drain>,
 }
@@ -75,7 +76,9 @@ struct FinishedRecord {
 }
 
 impl Daemon {
-    pub fn new(config: DaemonConfig, services: Services) -> Daemon {
+    /// `events` receives what the services report without a request (runtime logs, terminal
+    /// output, file changes): the receiving end of the channel given to [`Services::new`].
+    pub fn new(config: DaemonConfig, services: Services, events: mpsc::Receiver<DaemonEvent>) -> Daemon {
         let (work_tx, work_rx) = mpsc::channel(1024);
         Daemon {
             config,
@@ -88,6 +91,7 @@ impl Daemon {
             tasks: JoinSet::new(),
             work_tx,
             work_rx,
+            events_rx: events,
             root_cancel: CancellationToken::new(),
             drain: None,
         }
@@ -115,6 +119,7 @@ impl Daemon {
                     None => break DaemonExit::Shutdown,
                 },
                 Some(work) = self.work_rx.recv() => self.on_work(work),
+                Some(event) = self.events_rx.recv() => self.enqueue(DaemonMessage::Event { event }),
                 () = &mut shutdown, if !shutdown_requested => {
                     shutdown_requested = true;
                     info!("received shutdown signal");
@@ -126,6 +131,7 @@ impl Daemon {
         };
         self.root_cancel.cancel();
         self.tasks.shutdown().await;
+        self.services.shutdown().await;
         link_cancel.cancel();
         let _ = connection.await;
         exit
@@ -225,7 +231,6 @@ impl Daemon {
                 self.running.remove(&request_id);
                 self.finish(request_id, outcome);
             }
-            WorkEvent::Event(event) => self.enqueue(DaemonMessage::Event { event }),
         }
     }
 

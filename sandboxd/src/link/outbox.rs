@@ -106,7 +106,11 @@ impl Outbox {
 fn is_progress(message: &DaemonMessage) -> bool {
     matches!(
         message,
-        DaemonMessage::Chunk { .. } | DaemonMessage::Event { event: dari_protocol::link::DaemonEvent::RuntimeLog { .. } }
+        DaemonMessage::Chunk { .. }
+            | DaemonMessage::Event {
+                event: dari_protocol::link::DaemonEvent::RuntimeLog { .. }
+                    | dari_protocol::link::DaemonEvent::PtyOutput { .. }
+            }
     )
 }
 

@@ -88,13 +88,21 @@ fn number_after(output: &str, label: &str) -> Option<Pid> {
     })
 }
 
-/// Waits until `pid` no longer exists. A killed grandchild is reaped by init, a moment later.
+/// Waits until `pid` no longer runs. A killed grandchild is reaped by init a moment later, or
+/// stays a zombie where its new parent (a subreaper test process, or a PID 1 that does not reap)
+/// never waits for it: a zombie runs nothing, so it counts as gone.
 async fn assert_eventually_gone(pid: Pid) {
     let deadline = Instant::now() + PATIENCE;
-    while kill(pid, None) != Err(Errno::ESRCH) {
+    while kill(pid, None) != Err(Errno::ESRCH) && !is_zombie(pid) {
         assert!(Instant::now() < deadline, "process {pid} is still alive");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+fn is_zombie(pid: Pid) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the parenthesised command name: `pid (comm) S ...`.
+    stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
 }
 
 #[tokio::test]

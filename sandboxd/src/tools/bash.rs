@@ -56,7 +56,11 @@ pub(crate) async fn run(
         program: context.bash.shell.clone().into_os_string(),
         args: vec!["-c".into(), params.command.into()],
         cwd: root.to_path_buf(),
-        env: Env::Inherit { overrides: vec![("PWD".into(), root.as_os_str().to_owned())] },
+        env: Env::Inherit {
+            overrides: std::iter::once(("PWD".into(), root.as_os_str().to_owned()))
+                .chain(context.bash.env.iter().map(|(key, value)| (key.into(), value.into())))
+                .collect(),
+        },
         stdin: Stdin::Null,
         stdout: Capture::Piped,
         stderr: Capture::Piped,
