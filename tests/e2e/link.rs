@@ -22,6 +22,17 @@ fn error_code_of(outcome: &Outcome) -> &str {
     }
 }
 
+/// Waits until the request streams output, which proves the daemon is running it.
+async fn wait_for_output(link: &mut dari_tests::fake_control::Link, id: &str) {
+    loop {
+        if let (_, DaemonMessage::Chunk { request_id, .. }) = link.next_message().await
+            && request_id == id
+        {
+            return;
+        }
+    }
+}
+
 #[tokio::test]
 async fn hello_names_the_sandbox_and_its_capabilities() {
     let workspace = tempfile::tempdir().expect("workspace");
@@ -66,7 +77,7 @@ async fn a_repeated_request_is_answered_from_the_record() {
     let (first, _) = link.request("r1", bash("echo ran >> counter; echo hello")).await;
     let (second, _) = link.request("r1", bash("echo ran >> counter; echo hello")).await;
     assert_eq!(first, second);
-    assert_eq!(tool_result(&first).joined_text(), "hello");
+    assert_eq!(tool_result(&first).joined_text(), "hello\n");
     assert_eq!(std::fs::read_to_string(workspace.path().join("counter")).expect("counter"), "ran\n", "ran once");
 }
 
@@ -87,7 +98,7 @@ async fn a_link_dropped_mid_call_delivers_the_result_once_and_runs_the_command_o
     link.welcome(acked).await;
     link.send(&ControlFrame::Request { id: "r1".to_owned(), op: bash(command) }).await;
     let (outcome, _) = link.result("r1").await;
-    assert_eq!(tool_result(&outcome).joined_text(), "done");
+    assert_eq!(tool_result(&outcome).joined_text(), "done\n");
 
     // A later request's result comes next: no second result for r1 in between.
     link.send(&ControlFrame::Request { id: "r2".to_owned(), op: bash("echo second") }).await;
@@ -136,13 +147,15 @@ async fn work_finished_while_disconnected_is_delivered_on_reconnect() {
     let _daemon = control.spawn_daemon(workspace.path());
     let mut link = control.accept().await;
     link.welcome(0).await;
-    link.send(&ControlFrame::Request { id: "r1".to_owned(), op: bash("sleep 0.3; echo later") }).await;
+    link.send(&ControlFrame::Request { id: "r1".to_owned(), op: bash("echo started; sleep 0.5; echo later") }).await;
+    // Once output streams, the daemon surely has the request; then the link is lost.
+    wait_for_output(&mut link, "r1").await;
     let acked = link.acked;
     link.sever();
     let mut link = control.accept().await;
     link.welcome(acked).await;
     let (outcome, _) = link.result("r1").await;
-    assert_eq!(tool_result(&outcome).joined_text(), "later");
+    assert_eq!(tool_result(&outcome).joined_text(), "started\nlater\n");
 }
 
 #[tokio::test]
@@ -173,13 +186,14 @@ async fn sigterm_lets_running_work_finish_and_flushes_its_result() {
     let mut daemon = control.spawn_daemon(workspace.path());
     let mut link = control.accept().await;
     link.welcome(0).await;
-    link.send(&ControlFrame::Request { id: "r1".to_owned(), op: bash("sleep 0.3; echo finished") }).await;
+    link.send(&ControlFrame::Request { id: "r1".to_owned(), op: bash("echo started; sleep 0.3; echo finished") }).await;
+    wait_for_output(&mut link, "r1").await;
     let pid = daemon.child.id().expect("running");
     #[allow(clippy::disallowed_methods)] // Signal the daemon as a provider would.
     let status = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("kill");
     assert!(status.success());
     let (outcome, _) = link.result("r1").await;
-    assert_eq!(tool_result(&outcome).joined_text(), "finished");
+    assert_eq!(tool_result(&outcome).joined_text(), "started\nfinished\n");
     assert_eq!(daemon.wait().await, Some(0));
 }
 

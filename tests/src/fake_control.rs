@@ -140,8 +140,9 @@ impl Link {
 
     /// The next frame from the daemon.
     pub async fn recv(&mut self) -> DaemonFrame {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let message = tokio::time::timeout(PATIENCE, self.socket.next())
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .expect("the daemon answers in time")
                 .expect("the link is open")
