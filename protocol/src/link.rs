@@ -130,6 +130,10 @@ pub mod error_code {
     pub const RUNTIME_NOT_STARTED: &str = "runtime_not_started";
     pub const RUNTIME_HTTP_ERROR: &str = "runtime_http_error";
     pub const NOT_FOUND: &str = "not_found";
+    /// A custom tool's handler raised or returned something that is not JSON.
+    pub const TOOL_FAILED: &str = "tool_failed";
+    /// What a custom tool needs (python3, tsx or a new enough node) is not in the sandbox.
+    pub const RUNTIME_MISSING: &str = "runtime_missing";
 }
 
 /// The operations control can ask for.
@@ -144,6 +148,9 @@ pub enum Operation {
     /// Idempotent: a bundle already there with this sha256 is kept.
     #[serde(rename = "bundle.materialize")]
     BundleMaterialize(BundleMaterialize),
+    /// Run a custom tool of kind `main` from the source bundle. Value: [`CustomToolOutput`].
+    #[serde(rename = "custom_tool.run")]
+    CustomToolRun(CustomToolRun),
     /// Run a command. Value: [`ExecOutcome`]. Chunks: stdout and stderr.
     #[serde(rename = "exec")]
     Exec(ExecRequest),
@@ -186,14 +193,21 @@ pub enum Operation {
 
 impl Operation {
     /// The operation names a daemon of this version supports, for [`Hello::capabilities`].
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 14] = [
         "tool.run",
+        "custom_tool.run",
         "bundle.materialize",
         "exec",
         "runtime.start",
         "runtime.advance",
         "runtime.status",
         "runtime.stop",
+        "pty.open",
+        "pty.input",
+        "pty.resize",
+        "pty.close",
+        "fs.watch",
+        "fs.unwatch",
     ];
 }
 
@@ -235,6 +249,29 @@ pub struct ExecRequest {
     pub stdin: Option<String>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomToolRun {
+    /// The tool's name, for messages.
+    pub name: String,
+    /// `python` or `typescript`.
+    pub runtime: String,
+    /// The handler's file, relative to the source bundle root (`tools/search/handler.py`).
+    pub handler_file: String,
+    /// The function the file exports.
+    pub function: String,
+    /// The arguments, passed to the function as one JSON value.
+    pub input: serde_json::Value,
+    pub timeout_ms: u64,
+}
+
+/// A custom tool's return value, and what it printed while running.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomToolOutput {
+    pub output: serde_json::Value,
+    /// stdout and stderr of the handler's process, cut to the last 50 KB.
+    pub logs: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod config;
+pub mod custom_tools;
 pub mod exec;
 pub mod http;
 pub mod link;

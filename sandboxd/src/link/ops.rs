@@ -78,6 +78,10 @@ pub async fn run(
                 Err(error) => failed(error),
             }
         }
+        Operation::CustomToolRun(request) => {
+            let bundle_root = source_bundle_root(services.tools.workspace.root());
+            crate::custom_tools::run(&services.tools, &bundle_root, request, cancel).await
+        }
         Operation::Exec(request) => run_exec(services, request_id, request, work, cancel).await,
         Operation::RuntimeStart(spec) => start_runtime(services, spec).await,
         Operation::RuntimeAdvance { body, timeout_ms } => {
