@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use dari_protocol::link::{ControlFrame, DaemonFrame, DaemonMessage, Hello, LINK_PROTOCOL_VERSION, Operation, Outcome};
+use dari_protocol::link::{
+    ControlFrame, DaemonEvent, DaemonFrame, DaemonMessage, Hello, LINK_PROTOCOL_VERSION, Operation, Outcome, Stream,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -40,6 +42,8 @@ pub struct Link {
     pub hello: Option<Hello>,
     /// The highest outbox seq this side has acknowledged.
     pub acked: u64,
+    /// Events received while waiting for something else.
+    events: Vec<DaemonEvent>,
 }
 
 /// The `sandboxd run` process, killed when dropped.
@@ -72,7 +76,7 @@ impl FakeControl {
                         }
                     };
                     if let Ok(socket) = tokio_tungstenite::accept_hdr_async(stream, check).await {
-                        let _ = connections_tx.send(Link { socket, hello: None, acked: 0 }).await;
+                        let _ = connections_tx.send(Link { socket, hello: None, acked: 0, events: Vec::new() }).await;
                     }
                 });
             }
@@ -168,18 +172,36 @@ impl Link {
     }
 
     /// Sends a request and waits for its result, collecting the chunks streamed before it.
-    pub async fn request(&mut self, id: &str, op: Operation) -> (Outcome, Vec<String>) {
+    pub async fn request(&mut self, id: &str, op: Operation) -> (Outcome, Vec<(Stream, String)>) {
         self.send(&ControlFrame::Request { id: id.to_owned(), op }).await;
         self.result(id).await
     }
 
-    pub async fn result(&mut self, id: &str) -> (Outcome, Vec<String>) {
+    /// Waits for the result of request `id`; events that arrive meanwhile are kept for
+    /// [`Link::event`].
+    pub async fn result(&mut self, id: &str) -> (Outcome, Vec<(Stream, String)>) {
         let mut chunks = Vec::new();
         loop {
             match self.next_message().await.1 {
                 DaemonMessage::Result { request_id, outcome } if request_id == id => return (outcome, chunks),
-                DaemonMessage::Chunk { request_id, data, .. } if request_id == id => chunks.push(data),
+                DaemonMessage::Chunk { request_id, stream, data } if request_id == id => chunks.push((stream, data)),
+                DaemonMessage::Event { event } => self.events.push(event),
                 _ => {}
+            }
+        }
+    }
+
+    /// The first event (already received, or arriving) that `matches` accepts.
+    pub async fn event(&mut self, matches: impl Fn(&DaemonEvent) -> bool) -> DaemonEvent {
+        if let Some(index) = self.events.iter().position(&matches) {
+            return self.events.remove(index);
+        }
+        loop {
+            if let DaemonMessage::Event { event } = self.next_message().await.1 {
+                if matches(&event) {
+                    return event;
+                }
+                self.events.push(event);
             }
         }
     }

@@ -1,0 +1,248 @@
+//! Every other operation of the real daemon over the link: exec, the custom runtime server
+//! (health, advance, restart after SIGKILL, failures with their logs), terminals, file watches,
+//! and built-in tools given hostile arguments.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use dari_protocol::link::{
+    AdvanceResponse, DaemonEvent, ExecOutcome, ExecRequest, FsWatch, Operation, Outcome, PtyOpen, RuntimeStart,
+    RuntimeState, RuntimeStatus, Stream, error_code,
+};
+use dari_tests::fake_control::{FakeControl, Link};
+use dari_tests::workspace_root;
+use serde_json::json;
+
+async fn connected(workspace: &Path) -> (FakeControl, dari_tests::fake_control::DaemonProcess, Link) {
+    let mut control = FakeControl::start().await;
+    let daemon = control.spawn_daemon(workspace);
+    let mut link = control.accept().await;
+    link.welcome(0).await;
+    (control, daemon, link)
+}
+
+fn value<T: serde::de::DeserializeOwned>(outcome: Outcome) -> T {
+    match outcome {
+        Outcome::Ok { value } => serde_json::from_value(value).expect("the value's shape"),
+        Outcome::Error { error } => panic!("expected success, got {}: {} {}", error.code, error.message, error.details),
+    }
+}
+
+fn error(outcome: Outcome) -> dari_protocol::link::OpError {
+    match outcome {
+        Outcome::Error { error } => error,
+        Outcome::Ok { value } => panic!("expected an error, got {value}"),
+    }
+}
+
+#[tokio::test]
+async fn exec_streams_stdout_and_stderr_apart_and_reports_the_exit_code() {
+    let workspace = tempfile::tempdir().expect("workspace");
+    let (_control, _daemon, mut link) = connected(workspace.path()).await;
+    let request = ExecRequest {
+        argv: Some(vec!["sh".into(), "-c".into(), "read line; echo out:$line; echo err >&2; exit 3".into()]),
+        stdin: Some("typed\n".to_owned()),
+        ..ExecRequest::default()
+    };
+    let (outcome, chunks) = link.request("e1", Operation::Exec(request)).await;
+    let outcome: ExecOutcome = value(outcome);
+    assert_eq!((outcome.exit_code, outcome.timed_out), (Some(3), false));
+    let collect = |wanted: Stream| {
+        chunks.iter().filter(|(stream, _)| *stream == wanted).map(|(_, data)| data.as_str()).collect::<String>()
+    };
+    assert_eq!(collect(Stream::Stdout), "out:typed\n");
+    assert_eq!(collect(Stream::Stderr), "err\n");
+
+    let request = ExecRequest { shell: Some("sleep 30".to_owned()), timeout_ms: Some(300), ..ExecRequest::default() };
+    let outcome: ExecOutcome = value(link.request("e2", Operation::Exec(request)).await.0);
+    assert!(outcome.timed_out);
+
+    let request =
+        ExecRequest { shell: Some("true".to_owned()), cwd: Some("../..".to_owned()), ..ExecRequest::default() };
+    assert_eq!(error(link.request("e3", Operation::Exec(request)).await.0).code, error_code::BAD_REQUEST);
+}
+
+/// Copies the echo-runtime example into the workspace and returns its start request.
+fn echo_runtime(workspace: &Path) -> RuntimeStart {
+    let example = workspace_root().join("examples/echo-runtime");
+    let target = workspace.join("echo");
+    std::fs::create_dir_all(&target).expect("create the runtime directory");
+    std::fs::copy(example.join("server.py"), target.join("server.py")).expect("copy the server");
+    RuntimeStart {
+        command: "python3 server.py".to_owned(),
+        port: free_port(),
+        health_path: "/health".to_owned(),
+        advance_path: "/runtime/advance".to_owned(),
+        cwd: Some("echo".to_owned()),
+        env: BTreeMap::new(),
+        start_timeout_ms: 15_000,
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+fn advance_body(text: &str, state: Option<serde_json::Value>) -> serde_json::Value {
+    let mut body = json!({"input": {"type": "user_message", "message": {"content": [{"type": "text", "text": text}]}}});
+    if let Some(state) = state {
+        body["state_ref"] = json!({ "json": state });
+    }
+    body
+}
+
+#[tokio::test]
+async fn the_runtime_server_answers_advances_and_survives_sigkill() {
+    let workspace = tempfile::tempdir().expect("workspace");
+    let (_control, _daemon, mut link) = connected(workspace.path()).await;
+    let status: RuntimeStatus =
+        value(link.request("s1", Operation::RuntimeStart(echo_runtime(workspace.path()))).await.0);
+    assert_eq!(status.state, RuntimeState::Healthy);
+
+    let advance = Operation::RuntimeAdvance { body: advance_body("hi", None), timeout_ms: 10_000 };
+    let response: AdvanceResponse = value(link.request("a1", advance).await.0);
+    assert_eq!(response.body["text"], "echo: hi (turn 1)");
+    let advance = Operation::RuntimeAdvance {
+        body: advance_body("again", Some(response.body["state"].clone())),
+        timeout_ms: 10_000,
+    };
+    let response: AdvanceResponse = value(link.request("a2", advance).await.0);
+    assert_eq!(response.body["text"], "echo: again (turn 2)");
+
+    let pid = status.pid.expect("a running server");
+    nix_kill(pid);
+    let exited = link.event(|event| matches!(event, DaemonEvent::RuntimeExited { .. })).await;
+    assert_eq!(exited, DaemonEvent::RuntimeExited { code: None, signal: Some(9) });
+    let advance = Operation::RuntimeAdvance { body: advance_body("after", None), timeout_ms: 15_000 };
+    let response: AdvanceResponse = value(link.request("a3", advance).await.0);
+    assert_eq!(response.body["text"], "echo: after (turn 1)");
+    let status: RuntimeStatus = value(link.request("s2", Operation::RuntimeStatus).await.0);
+    assert_eq!((status.state, status.restarts), (RuntimeState::Healthy, 1));
+    assert_ne!(status.pid, Some(pid));
+}
+
+fn nix_kill(pid: u32) {
+    #[allow(clippy::disallowed_methods)] // The test kills the runtime server as a crash would.
+    let status = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn a_runtime_that_never_becomes_healthy_fails_with_its_logs() {
+    let workspace = tempfile::tempdir().expect("workspace");
+    let (_control, _daemon, mut link) = connected(workspace.path()).await;
+    let start = RuntimeStart {
+        command: "echo 'fatal: no module named fastapi' >&2; exit 1".to_owned(),
+        start_timeout_ms: 1500,
+        cwd: None,
+        ..echo_runtime(workspace.path())
+    };
+    let failure = error(link.request("s1", Operation::RuntimeStart(start)).await.0);
+    assert_eq!(failure.code, error_code::RUNTIME_UNHEALTHY);
+    let logs = failure.details["recent_logs"].to_string();
+    assert!(logs.contains("fatal: no module named fastapi"), "{logs}");
+
+    let advance = Operation::RuntimeAdvance { body: json!({}), timeout_ms: 1000 };
+    assert_eq!(error(link.request("a1", advance).await.0).code, error_code::RUNTIME_NOT_STARTED);
+}
+
+#[tokio::test]
+async fn a_runtime_error_response_carries_status_body_and_logs() {
+    let workspace = tempfile::tempdir().expect("workspace");
+    let server = "import http.server, sys\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n    def do_POST(self):\n        print('advance failed: database locked', file=sys.stderr, flush=True)\n        self.send_response(500); self.end_headers(); self.wfile.write(b'internal boom')\nimport os\nhttp.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n";
+    std::fs::write(workspace.path().join("flaky.py"), server).expect("write the server");
+    let (_control, _daemon, mut link) = connected(workspace.path()).await;
+    let start = RuntimeStart { command: "python3 flaky.py".to_owned(), cwd: None, ..echo_runtime(workspace.path()) };
+    let _: RuntimeStatus = value(link.request("s1", Operation::RuntimeStart(start)).await.0);
+    let failure = error(link.request("a1", Operation::RuntimeAdvance { body: json!({}), timeout_ms: 5000 }).await.0);
+    assert_eq!(failure.code, error_code::RUNTIME_HTTP_ERROR);
+    assert_eq!(failure.details["status"], 500);
+    assert_eq!(failure.details["body_excerpt"], "internal boom");
+    assert!(failure.details["recent_logs"].to_string().contains("database locked"), "{}", failure.details);
+}
+
+#[tokio::test]
+async fn a_terminal_echoes_input_and_reports_its_exit() {
+    let workspace = tempfile::tempdir().expect("workspace");
+    let (_control, _daemon, mut link) = connected(workspace.path()).await;
+    let open = PtyOpen {
+        id: "t1".to_owned(),
+        command: Some(vec!["sh".to_owned()]),
+        cwd: None,
+        env: BTreeMap::new(),
+        cols: 80,
+        rows: 24,
+    };
+    let _: serde_json::Value = value(link.request("p1", Operation::PtyOpen(open)).await.0);
+    let input = Operation::PtyInput { id: "t1".to_owned(), data: "echo sum=$((40+2)); exit 7\n".to_owned() };
+    let _: serde_json::Value = value(link.request("p2", input).await.0);
+    let mut output = String::new();
+    while !output.contains("sum=42") {
+        if let DaemonEvent::PtyOutput { data, .. } =
+            link.event(|event| matches!(event, DaemonEvent::PtyOutput { .. })).await
+        {
+            output.push_str(&data);
+        }
+    }
+    let exited = link.event(|event| matches!(event, DaemonEvent::PtyExited { .. })).await;
+    assert_eq!(exited, DaemonEvent::PtyExited { id: "t1".to_owned(), code: Some(7) });
+}
+
+#[tokio::test]
+async fn a_watch_reports_changes_relative_to_the_workspace() {
+    let workspace = tempfile::tempdir().expect("workspace");
+    let (_control, _daemon, mut link) = connected(workspace.path()).await;
+    let watch = FsWatch { id: "w1".to_owned(), path: String::new(), recursive: true, debounce_ms: Some(50) };
+    let _: serde_json::Value = value(link.request("f1", Operation::FsWatch(watch)).await.0);
+    std::fs::create_dir(workspace.path().join("src")).expect("mkdir");
+    std::fs::write(workspace.path().join("src/main.rs"), "fn main() {}\n").expect("write");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|path: &String| path == "src/main.rs") {
+        if let DaemonEvent::FilesChanged { changes, .. } =
+            link.event(|event| matches!(event, DaemonEvent::FilesChanged { .. })).await
+        {
+            seen.extend(changes.into_iter().map(|change| change.path));
+        }
+    }
+    let escape = FsWatch { id: "w2".to_owned(), path: "../".to_owned(), recursive: true, debounce_ms: None };
+    assert_eq!(error(link.request("f2", Operation::FsWatch(escape)).await.0).code, error_code::FAILED);
+}
+
+#[tokio::test]
+async fn built_in_tools_refuse_hostile_arguments_over_the_link() {
+    let workspace = tempfile::tempdir().expect("workspace");
+    std::os::unix::fs::symlink("/etc", workspace.path().join("etc-link")).expect("symlink");
+    std::fs::write(workspace.path().join("binary.bin"), [0u8, 159, 146, 150, 0, 1]).expect("write");
+    let (_control, _daemon, mut link) = connected(workspace.path()).await;
+    let cases = [
+        ("read", json!({"path": "../../etc/passwd"})),
+        ("read", json!({"path": "/etc/passwd"})),
+        ("read", json!({"path": "etc-link/passwd"})),
+        ("read", json!({"path": "binary.bin"})),
+        ("read", json!({"path": "nul\u{0}byte"})),
+        ("write", json!({"path": "etc-link/evil", "content": "x"})),
+        ("edit", json!({"path": "/etc/hostname", "edits": [{"oldText": "a", "newText": "b"}]})),
+        ("ls", json!({"path": "/"})),
+        ("grep", json!({"pattern": "root", "path": "/etc"})),
+        ("find", json!({"pattern": "*", "path": "../"})),
+        ("bash", json!({"command": "echo \u{0}"})),
+        ("read", json!({"offset": "not a number"})),
+    ];
+    for (index, (name, arguments)) in cases.into_iter().enumerate() {
+        let op = Operation::ToolRun { name: name.to_owned(), arguments: arguments.clone() };
+        let (outcome, _) = link.request(&format!("h{index}"), op).await;
+        let result = outcome.tool_result().expect("a tool result");
+        assert!(result.is_error, "{name} {arguments} was accepted: {}", result.joined_text());
+    }
+    assert!(!Path::new("/etc/evil").exists());
+
+    let huge = Operation::ToolRun { name: "bash".to_owned(), arguments: json!({"command": "seq 1 300000"}) };
+    let result = link.request("huge", huge).await.0.tool_result().expect("a tool result");
+    let text = result.joined_text();
+    assert!(text.len() <= 51_200 + 200, "{} bytes reached the model", text.len());
+    assert!(
+        text.contains("300000") && text.contains("Full output: .dari/tool-output/"),
+        "{}",
+        &text[text.len() - 200..]
+    );
+}
