@@ -37,6 +37,9 @@ const FIRST_RESTART_DELAY: Duration = Duration::from_millis(100);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
 /// A server that stayed up this long restarts quickly again after its next exit.
 const STABLE_UPTIME: Duration = Duration::from_secs(30);
+/// How long an error waits for log lines the server wrote just before failing, which travel
+/// through its pipes while its answer travels through the socket.
+const LOG_SETTLE: Duration = Duration::from_millis(100);
 /// How long a stopping server gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -171,6 +174,8 @@ impl Runtime {
             }
         };
         if !(200..300).contains(&status) {
+            // The server usually logs why just before it answers; its log pipe races the answer.
+            tokio::time::sleep(LOG_SETTLE).await;
             return Err(RuntimeError {
                 code: dari_protocol::link::error_code::RUNTIME_HTTP_ERROR,
                 message: format!("the runtime server answered POST {} with HTTP {status}", spec.advance_path),
