@@ -246,3 +246,29 @@ async fn built_in_tools_refuse_hostile_arguments_over_the_link() {
         &text[text.len() - 200..]
     );
 }
+
+#[tokio::test]
+async fn a_python_custom_tool_runs_from_the_bundle_with_its_logs_apart() {
+    let workspace = tempfile::tempdir().expect("workspace");
+    let tool_dir = workspace.path().join(".dari/agent-resources/source-bundle/tools/count");
+    std::fs::create_dir_all(&tool_dir).expect("tool directory");
+    let handler = "import os\n\ndef main(input):\n    print('counting', flush=True)\n    return {'words': len(input['text'].split()), 'bundle': os.environ['DARI_SOURCE_BUNDLE_ROOT'].endswith('source-bundle')}\n\ndef broken(input):\n    raise ValueError('no text given')\n";
+    std::fs::write(tool_dir.join("handler.py"), handler).expect("write the handler");
+    let (_control, _daemon, mut link) = connected(workspace.path()).await;
+    let run = |function: &str| {
+        Operation::CustomToolRun(dari_protocol::link::CustomToolRun {
+            name: "count".to_owned(),
+            runtime: "python".to_owned(),
+            handler_file: "tools/count/handler.py".to_owned(),
+            function: function.to_owned(),
+            input: json!({"text": "one two three"}),
+            timeout_ms: 10_000,
+        })
+    };
+    let output: dari_protocol::link::CustomToolOutput = value(link.request("c1", run("main")).await.0);
+    assert_eq!(output.output, json!({"words": 3, "bundle": true}));
+    assert!(output.logs.contains("counting"), "{}", output.logs);
+    let failure = error(link.request("c2", run("broken")).await.0);
+    assert_eq!(failure.code, error_code::TOOL_FAILED);
+    assert!(failure.message.contains("ValueError: no text given"), "{}", failure.message);
+}
