@@ -12,6 +12,8 @@ mod grep;
 mod locks;
 mod ls;
 mod read;
+#[cfg(test)]
+mod test_support;
 mod truncate;
 mod workspace;
 mod write;

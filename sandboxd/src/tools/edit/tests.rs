@@ -8,15 +8,8 @@ use dari_protocol::tools::ToolResult;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::tools::{BashConfig, FileLocks, ToolContext, Workspace, run_tool};
-
-fn fixture() -> (tempfile::TempDir, ToolContext) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let workspace = Workspace::new(dir.path()).expect("workspace");
-    let context =
-        ToolContext { bash: BashConfig::for_workspace(workspace.root()), workspace, locks: FileLocks::default() };
-    (dir, context)
-}
+use crate::tools::test_support::fixture;
+use crate::tools::{ToolContext, run_tool};
 
 async fn edit(context: &ToolContext, arguments: Value) -> ToolResult {
     run_tool(context, "edit", arguments, CancellationToken::new(), None).await

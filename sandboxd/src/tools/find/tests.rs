@@ -4,17 +4,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::tools::{BashConfig, FileLocks, ToolContext, Workspace, run_tool};
 
-/// A temporary workspace holding `files` (path, content); parents are created.
+/// A temporary workspace holding `files`, each with one line.
 fn workspace(files: &[&str]) -> (tempfile::TempDir, ToolContext) {
-    let dir = tempfile::tempdir().expect("create temp dir");
-    for path in files {
-        let path = dir.path().join(path);
-        std::fs::create_dir_all(path.parent().expect("a file has a parent")).expect("create parents");
-        std::fs::write(&path, "x\n").expect("write file");
-    }
-    let workspace = Workspace::new(dir.path()).expect("open workspace");
-    let bash = BashConfig::for_workspace(workspace.root());
-    (dir, ToolContext { workspace, locks: FileLocks::default(), bash })
+    let files: Vec<(&str, &[u8])> = files.iter().map(|path| (*path, b"x\n".as_slice())).collect();
+    crate::tools::test_support::workspace(&files)
 }
 
 async fn find(context: &ToolContext, arguments: Value) -> ToolResult {

@@ -2,20 +2,8 @@ use dari_protocol::tools::ToolResult;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::tools::test_support::workspace;
 use crate::tools::{BashConfig, FileLocks, ToolContext, Workspace, run_tool};
-
-/// A temporary workspace holding `files` (path, content); parents are created.
-fn workspace(files: &[(&str, &[u8])]) -> (tempfile::TempDir, ToolContext) {
-    let dir = tempfile::tempdir().expect("create temp dir");
-    for (path, content) in files {
-        let path = dir.path().join(path);
-        std::fs::create_dir_all(path.parent().expect("a file has a parent")).expect("create parents");
-        std::fs::write(&path, content).expect("write file");
-    }
-    let workspace = Workspace::new(dir.path()).expect("open workspace");
-    let bash = BashConfig::for_workspace(workspace.root());
-    (dir, ToolContext { workspace, locks: FileLocks::default(), bash })
-}
 
 async fn grep(context: &ToolContext, arguments: Value) -> ToolResult {
     run_tool(context, "grep", arguments, CancellationToken::new(), None).await
