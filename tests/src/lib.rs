@@ -3,6 +3,7 @@
 //!
 //! Tests start the real `dari` and `sandboxd` binaries, as a user would.
 
+pub mod bench;
 pub mod binaries;
 pub mod fake_control;
 pub mod txtar;
