@@ -60,6 +60,9 @@ impl FakeControl {
         let (connections_tx, connections) = mpsc::channel(16);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                // As a real control must: with Nagle on, an ack followed by a request waits for
+                // the daemon's delayed ACK.
+                let _ = stream.set_nodelay(true);
                 let connections_tx = connections_tx.clone();
                 tokio::spawn(async move {
                     #[allow(clippy::result_large_err)] // The callback's signature is tungstenite's.
