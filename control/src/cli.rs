@@ -1,15 +1,25 @@
 //! The `dari` command line: commands, flags and exit codes, following Dari's CLI.
 //!
 //! Output follows Dari's conventions: results on stdout (JSON where a program will read them),
-//! progress and problems on stderr.
+//! progress and problems on stderr. Commands that talk to a server use the public HTTP API only.
 
+mod api_keys;
+mod client;
+mod credentials;
 mod deploy;
 mod project;
+mod server;
+mod state;
 mod validate;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+pub use client::{ApiArgs, ApiClient, ApiFailure, DEFAULT_API_URL};
+pub use state::{CliState, ServerProfile};
+
+use crate::server::ServerArgs;
 
 /// What `dari` exits with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,7 +27,7 @@ pub enum ExitCode {
     Success = 0,
     /// The manifest or the project is invalid; the output says what to fix.
     Invalid = 1,
-    /// The command could not run (bad usage, I/O, an unreachable server).
+    /// The command could not run (bad usage, I/O, an unreachable server, a refused request).
     Failure = 2,
 }
 
@@ -32,6 +42,8 @@ impl From<ExitCode> for std::process::ExitCode {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,12 +59,33 @@ pub enum Command {
     },
     /// Package the project and publish it as a new version of its agent.
     Deploy(deploy::DeployArgs),
+    /// Run the control plane.
+    Server(ServerArgs),
+    /// Run the control plane for local development: 127.0.0.1, SQLite, and a saved API key.
+    Dev(ServerArgs),
+    /// Manage the organization's API keys.
+    #[command(name = "api-keys", subcommand)]
+    ApiKeys(api_keys::ApiKeysCommand),
+    /// Manage the organization's stored credentials.
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
+}
+
+impl Command {
+    /// True for the commands that run a server, whose logs go to stderr.
+    pub fn runs_server(&self) -> bool {
+        matches!(self, Command::Server(_) | Command::Dev(_))
+    }
 }
 
 /// Runs one command.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { dir, json } => validate::run(&dir, json),
-        Command::Deploy(args) => deploy::run(&args),
+        Command::Deploy(args) => deploy::run(&args, &cli.api).await,
+        Command::Server(args) => server::run_server(args).await,
+        Command::Dev(args) => server::run_dev(args).await,
+        Command::ApiKeys(command) => api_keys::run(command, &cli.api).await,
+        Command::Credentials(command) => credentials::run(command, &cli.api).await,
     }
 }

@@ -1,11 +1,22 @@
 //! `dari-control`: the control plane library and the `dari` command line.
 //!
-//! Today this crate holds the CLI's local commands (`dari validate`, `dari deploy --dry-run`).
-//! The server, its persistence and the sandbox hub join it as they are built.
+//! - [`server`]: the `dari server` process: configuration, bootstrap, serving and shutdown.
+//! - [`http`]: the public `/v1` API (routes, extractors, errors, OpenAPI); [`api`] its wire types.
+//! - [`persistence`]: the database, SQLite or PostgreSQL; the only module that writes SQL.
+//! - [`blobs`]: snapshot archives, uploaded files and workspace archives.
+//! - [`secrets`]: sealing credentials at rest; API keys and tokens and their hashes.
+//! - [`cli`]: the `dari` commands.
 //!
 //! **Architecture Invariant:** the CLI reaches a server only through the public HTTP API, like any
-//! other client.
+//! other client. **Architecture Invariant:** nothing outside `persistence` writes SQL.
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod blobs;
 pub mod cli;
+pub mod http;
+pub mod ids;
+pub mod persistence;
+pub mod secrets;
+pub mod server;

@@ -1,5 +1,6 @@
 //! End-to-end tests: one test binary, one module per area. Each test starts the real binaries.
 
+mod api_auth;
 mod architecture;
 mod bundle_extract;
 mod bundle_materialize;

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod binaries;
+pub mod control;
 pub mod fake_control;
 pub mod txtar;
 

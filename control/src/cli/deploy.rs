@@ -12,13 +12,12 @@ use clap::Args;
 use dari_bundle::{BundleLimits, GitMetadata, Selection, pack};
 use serde_json::{Value, json};
 
-use super::ExitCode;
-use super::project;
+use super::client::ApiArgs;
+use super::state::CliState;
+use super::{DEFAULT_API_URL, ExitCode, project};
 
 /// Where the CLI remembers, per API URL, which agent a project deploys to.
 const DEPLOY_STATE_FILE: &str = ".dari/deploy-state.json";
-/// The API a self-hosted `dari dev` serves.
-pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8420";
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
@@ -31,12 +30,6 @@ pub struct DeployArgs {
     /// Publish a new version of this agent (id or name) instead of resolving it by name.
     #[arg(long, env = "DARI_AGENT_ID")]
     pub agent_id: Option<String>,
-    /// The API key to publish with.
-    #[arg(long, env = "DARI_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    /// The control plane's URL.
-    #[arg(long, env = "DARI_API_URL", default_value = DEFAULT_API_URL, hide = true)]
-    pub api_url: String,
     /// No progress on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -45,7 +38,8 @@ pub struct DeployArgs {
     pub save_archive: Option<PathBuf>,
 }
 
-pub(crate) fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: &DeployArgs, api: &ApiArgs) -> anyhow::Result<ExitCode> {
+    let api_url = resolved_api_url(api)?;
     let progress = |message: &str| {
         if !args.quiet {
             eprintln!("{message}");
@@ -77,7 +71,7 @@ pub(crate) fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.save_archive {
         std::fs::write(path, &packed.archive).with_context(|| format!("write the archive to {}", path.display()))?;
     }
-    let agent_id = args.agent_id.clone().or_else(|| remembered_agent(&project.root, &args.api_url));
+    let agent_id = args.agent_id.clone().or_else(|| remembered_agent(&project.root, &api_url));
     let publish = match &agent_id {
         Some(agent_id) => {
             json!({"method": "POST", "path": format!("/v1/agents/{agent_id}/versions"), "body": {"source_snapshot_id": "{source_snapshot_id}"}})
@@ -87,7 +81,7 @@ pub(crate) fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
     };
     let plan = json!({
         "dry_run": true,
-        "api_url": args.api_url,
+        "api_url": api_url,
         "project_root": project.root,
         "agent_name": manifest.name,
         "agent_id": agent_id,
@@ -142,4 +136,16 @@ fn remembered_agent(root: &Path, api_url: &str) -> Option<String> {
     let text = std::fs::read_to_string(root.join(DEPLOY_STATE_FILE)).ok()?;
     let state: Value = serde_json::from_str(&text).ok()?;
     state.get("agents")?.get(api_url)?.as_str().map(str::to_owned)
+}
+
+/// The server a deploy goes to, as [`super::ApiClient`] resolves it, without needing a key.
+fn resolved_api_url(api: &ApiArgs) -> anyhow::Result<String> {
+    let state = CliState::load()?;
+    Ok(api
+        .api_url
+        .clone()
+        .or(state.api_url)
+        .unwrap_or_else(|| DEFAULT_API_URL.to_owned())
+        .trim_end_matches('/')
+        .to_owned())
 }

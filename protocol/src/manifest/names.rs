@@ -54,7 +54,7 @@ impl BuiltInTool {
 }
 
 /// Stored credential and secret names: `^[A-Z_][A-Z0-9_]*$`.
-pub(crate) fn is_credential_name(name: &str) -> bool {
+pub fn is_credential_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b'A'..=b'Z' | b'_'))
         && bytes.all(|byte| matches!(byte, b'A'..=b'Z' | b'0'..=b'9' | b'_'))

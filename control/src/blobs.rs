@@ -1,0 +1,127 @@
+//! The blob store: source snapshot archives, uploaded files and workspace archives, by key.
+//!
+//! A small trait with one implementation today, a directory on the local disk; the trait leaves
+//! room for S3-compatible storage. Keys are ours (`snapshots/snap_….tar.gz`), never a user's.
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tokio::io::AsyncWriteExt;
+
+/// Where blobs live. (Boxed futures keep the trait usable as `dyn BlobStore`.)
+pub trait BlobStore: Debug + Send + Sync {
+    /// Stores `bytes` under `key`, replacing what was there. Readers never see a partial blob.
+    fn put<'a>(&'a self, key: &'a str, bytes: Bytes) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// The blob under `key`, or `None`.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>>;
+    /// Removes the blob; removing a missing blob is not an error.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// Blobs as files under a root directory.
+#[derive(Debug)]
+pub struct LocalBlobStore {
+    root: PathBuf,
+}
+
+impl LocalBlobStore {
+    pub fn open(root: &Path) -> anyhow::Result<LocalBlobStore> {
+        std::fs::create_dir_all(root.join(".tmp"))
+            .with_context(|| format!("create blob directory {}", root.display()))?;
+        Ok(LocalBlobStore { root: root.to_owned() })
+    }
+
+    fn path(&self, key: &str) -> anyhow::Result<PathBuf> {
+        let valid = !key.is_empty()
+            && key.split('/').all(|part| {
+                !part.is_empty()
+                    && part != "."
+                    && part != ".."
+                    && part.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"._-".contains(&byte))
+            });
+        anyhow::ensure!(valid, "invalid blob key {key:?}");
+        Ok(self.root.join(key))
+    }
+}
+
+impl BlobStore for LocalBlobStore {
+    fn put<'a>(&'a self, key: &'a str, bytes: Bytes) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.put_file(key, bytes).boxed()
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<Option<Bytes>>> {
+        self.get_file(key).boxed()
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.delete_file(key).boxed()
+    }
+}
+
+impl LocalBlobStore {
+    async fn put_file(&self, key: &str, bytes: Bytes) -> anyhow::Result<()> {
+        let path = self.path(key)?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.with_context(|| format!("create {}", parent.display()))?;
+        }
+        // Written beside the blobs and renamed into place: a crash leaves the old blob or the
+        // new one, never half of one.
+        let temporary = self.root.join(".tmp").join(crate::ids::new_id("blob"));
+        let result = async {
+            let mut file = tokio::fs::File::create(&temporary).await?;
+            file.write_all(&bytes).await?;
+            file.sync_all().await?;
+            tokio::fs::rename(&temporary, &path).await
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&temporary).await;
+        }
+        result.with_context(|| format!("write blob {key}"))
+    }
+
+    async fn get_file(&self, key: &str) -> anyhow::Result<Option<Bytes>> {
+        let path = self.path(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("read blob {key}")),
+        }
+    }
+
+    async fn delete_file(&self, key: &str) -> anyhow::Result<()> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                Err(error).with_context(|| format!("delete blob {key}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn blobs_round_trip_and_keys_cannot_escape() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalBlobStore::open(dir.path()).expect("open");
+        store.put("snapshots/snap_1.tar.gz", Bytes::from_static(b"one")).await.expect("put");
+        store.put("snapshots/snap_1.tar.gz", Bytes::from_static(b"two")).await.expect("replace");
+        assert_eq!(store.get("snapshots/snap_1.tar.gz").await.expect("get").as_deref(), Some(&b"two"[..]));
+        assert_eq!(store.get("snapshots/missing").await.expect("get"), None);
+        store.delete("snapshots/snap_1.tar.gz").await.expect("delete");
+        store.delete("snapshots/snap_1.tar.gz").await.expect("delete twice");
+        for key in ["", "../x", "a/../../x", "/etc/passwd", "a//b", "a/./b", "a\\b", "a b"] {
+            assert!(store.put(key, Bytes::new()).await.is_err(), "{key:?}");
+            assert!(store.get(key).await.is_err(), "{key:?}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).expect("tmp").count(), 0);
+    }
+}

@@ -1,0 +1,63 @@
+//! The public HTTP API: the router, the state its handlers share, and the server loop.
+//!
+//! One file per resource under `routes/`; extractors shared by all routes under `extract/`; one
+//! error type in `error.rs`. Every route but the health check and the OpenAPI document needs an
+//! API key, and every query a handler makes is scoped by the caller's organization.
+
+pub mod error;
+pub mod extract;
+mod openapi;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+
+use crate::blobs::BlobStore;
+use crate::persistence::Store;
+use crate::secrets::MasterKey;
+
+pub use openapi::openapi_json;
+
+/// The largest JSON body a route accepts.
+pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub blobs: Arc<dyn BlobStore>,
+    pub master_key: MasterKey,
+    pub settings: Arc<ApiSettings>,
+}
+
+/// The API's limits and addresses, from the server's configuration.
+#[derive(Debug)]
+pub struct ApiSettings {
+    /// The URL clients reach this server at, for URLs the API hands out (upload URLs). `None`:
+    /// taken from each request's `Host` header.
+    pub public_url: Option<String>,
+    /// The largest file `POST /v1/files` accepts.
+    pub max_file_bytes: u64,
+    /// The largest source snapshot archive.
+    pub max_snapshot_bytes: u64,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    routes::router().layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)).with_state(state)
+}
+
+/// Serves `router` on an already bound listener until `shutdown` completes, then finishes the
+/// requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+DROP TABLE files;
+DROP TABLE idempotency_keys;
+DROP TABLE events;
+DROP TABLE messages;
+DROP TABLE session_metadata;
+DROP TABLE sessions;
+DROP TABLE agent_versions;
+DROP TABLE agents;
+DROP TABLE source_snapshots;
+DROP TABLE credentials;
+DROP TABLE api_keys;
+DROP TABLE organizations;

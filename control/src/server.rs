@@ -1,0 +1,108 @@
+//! `dari server`: the control plane as a process.
+//!
+//! Its lifecycle, in order: read the configuration (no port bound yet); open the data directory,
+//! the master key and the database (migrating it); bootstrap an organization and an admin key
+//! when the database is empty; bind the listener; serve until a shutdown signal; finish the
+//! requests in flight within a grace period; close the database.
+
+mod bootstrap;
+mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::blobs::LocalBlobStore;
+use crate::http::{self, ApiSettings, AppState};
+use crate::persistence::Store;
+use crate::secrets::MasterKey;
+
+pub use bootstrap::{BOOTSTRAP_KEY_FILE, Bootstrap};
+pub use config::{ServerArgs, ServerConfig};
+
+/// How long requests in flight may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A server that is set up and bound, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    pub local_addr: SocketAddr,
+    /// The organization and key made on this start, when the database was empty.
+    pub bootstrap: Option<Bootstrap>,
+}
+
+impl Server {
+    /// Opens everything the server needs and binds its address.
+    pub async fn start(config: &ServerConfig) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("create data directory {}", config.data_dir.display()))?;
+        let master_key = match &config.master_key {
+            Some(key) => MasterKey::from_base64(key).context("read DARI_MASTER_KEY")?,
+            None => {
+                let path = config.data_dir.join("master.key");
+                let (key, created) = MasterKey::load_or_create(&path)?;
+                if created {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "created a master key for credentials; back it up, or set DARI_MASTER_KEY: without it stored credentials cannot be read"
+                    );
+                }
+                key
+            }
+        };
+        let store = Store::connect(&config.database_url()).await?;
+        let blobs = Arc::new(LocalBlobStore::open(&config.data_dir.join("blobs"))?);
+        let bootstrap = bootstrap::run(&store, &config.data_dir).await?;
+        let listener =
+            TcpListener::bind(config.listen).await.with_context(|| format!("listen on {}", config.listen))?;
+        let local_addr = listener.local_addr().context("read the bound address")?;
+        let settings = Arc::new(ApiSettings {
+            public_url: config.public_url.clone(),
+            max_file_bytes: config.max_file_bytes,
+            max_snapshot_bytes: config.max_snapshot_bytes,
+        });
+        let state = AppState { store, blobs, master_key, settings };
+        Ok(Server { listener, state, local_addr, bootstrap })
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Server { listener, state, .. } = self;
+        let store = state.store.clone();
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(http::serve(listener, http::router(state), async move {
+            shutdown.await;
+            let _ = drain_tx.send(());
+        }));
+        tokio::pin!(serving);
+        let result = tokio::select! {
+            result = &mut serving => result,
+            _ = drain_rx => match tokio::time::timeout(SHUTDOWN_GRACE, &mut serving).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!("requests still running after the shutdown grace period; stopping anyway");
+                    serving.abort();
+                    Ok(Ok(()))
+                }
+            },
+        };
+        store.close().await;
+        result.context("the HTTP server task")?
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("received shutdown signal");
+}

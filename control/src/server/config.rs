@@ -1,0 +1,86 @@
+//! The server's configuration: flags, each with a `DARI_*` environment variable, read into a
+//! [`ServerConfig`] before anything is opened or bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+pub const ENV_LISTEN: &str = "DARI_LISTEN";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
+pub const ENV_DATA_DIR: &str = "DARI_DATA_DIR";
+pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
+pub const ENV_MASTER_KEY: &str = "DARI_MASTER_KEY";
+pub const ENV_PUBLIC_URL: &str = "DARI_PUBLIC_URL";
+pub const ENV_MAX_FILE_BYTES: &str = "DARI_MAX_FILE_BYTES";
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+/// Snapshots are bounded like bundles are (see dari-bundle's limits).
+pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 100 * 1024 * 1024;
+
+/// `dari server` flags.
+#[derive(Clone, Debug, Args)]
+pub struct ServerArgs {
+    /// The address to listen on.
+    #[arg(long, env = ENV_LISTEN, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Where the server keeps its SQLite database, blobs and keys.
+    #[arg(long, env = ENV_DATA_DIR)]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL (`postgres://…`) or SQLite (`sqlite://PATH`); default: SQLite in the data
+    /// directory.
+    #[arg(long, env = ENV_DATABASE_URL, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The key that seals credentials at rest: 32 bytes, base64. Default: `master.key` in the
+    /// data directory, created on first start.
+    #[arg(long, env = ENV_MASTER_KEY, hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// The URL clients reach this server at, for URLs the API hands out; default: the request's
+    /// Host header.
+    #[arg(long, env = ENV_PUBLIC_URL)]
+    pub public_url: Option<String>,
+    /// The largest file `POST /v1/files` accepts, in bytes.
+    #[arg(long, env = ENV_MAX_FILE_BYTES, default_value_t = DEFAULT_MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub master_key: Option<String>,
+    pub public_url: Option<String>,
+    pub max_file_bytes: u64,
+    pub max_snapshot_bytes: u64,
+}
+
+impl ServerConfig {
+    /// Reads the flags; `default_data_dir` is used when none is given.
+    pub fn from_args(args: ServerArgs, default_data_dir: PathBuf) -> anyhow::Result<ServerConfig> {
+        if let Some(url) = &args.public_url {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "--public-url {url:?} must start with http:// or https://"
+            );
+        }
+        anyhow::ensure!(args.max_file_bytes > 0, "--max-file-bytes must be at least 1");
+        Ok(ServerConfig {
+            listen: args.listen,
+            data_dir: args.data_dir.unwrap_or(default_data_dir),
+            database_url: args.database_url.filter(|url| !url.is_empty()),
+            master_key: args.master_key.filter(|key| !key.is_empty()),
+            public_url: args.public_url.map(|url| url.trim_end_matches('/').to_owned()),
+            max_file_bytes: args.max_file_bytes,
+            max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
+        })
+    }
+
+    /// The database to open: `DATABASE_URL`, or SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("dari.db").display()),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The real control plane for tests: `dari server` started as a process on a free port, on
+//! SQLite or on PostgreSQL, with an HTTP client that holds its bootstrap key.
+//!
+//! ```ignore
+//! for engine in Engine::available() {
+//!     let control = ControlServer::start(engine).await;
+//!     let (status, body) = control.get("/v1/agents").await;
+//! }
+//! ```
+//!
+//! PostgreSQL is used when `DARI_TEST_POSTGRES_URL` names a server the tests may create
+//! databases on (`.ci/postgres start` makes one); each server gets a database of its own.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::binaries::binary;
+
+pub const ENV_TEST_POSTGRES_URL: &str = "DARI_TEST_POSTGRES_URL";
+/// A fixed master key, so that servers in tests do not warn about making one.
+pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const PATIENCE: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    /// The URL of a server on which each test server gets a fresh database.
+    Postgres(String),
+}
+
+impl Engine {
+    /// SQLite, and PostgreSQL when `DARI_TEST_POSTGRES_URL` is set (else a note says it is
+    /// skipped).
+    pub fn available() -> Vec<Engine> {
+        let mut engines = vec![Engine::Sqlite];
+        match std::env::var(ENV_TEST_POSTGRES_URL) {
+            Ok(url) if !url.is_empty() => engines.push(Engine::Postgres(url)),
+            _ => eprintln!(
+                "{ENV_TEST_POSTGRES_URL} is not set: this test runs on SQLite only (.ci/postgres starts a server)"
+            ),
+        }
+        engines
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// A running `dari server`, killed when dropped.
+pub struct ControlServer {
+    pub engine: Engine,
+    pub url: String,
+    /// The admin key of organization `default`, from `<data-dir>/bootstrap-api-key`.
+    pub api_key: String,
+    pub data_dir: tempfile::TempDir,
+    pub database_url: Option<String>,
+    pub http: reqwest::Client,
+    child: tokio::process::Child,
+    log_path: PathBuf,
+}
+
+impl ControlServer {
+    pub async fn start(engine: Engine) -> ControlServer {
+        let data_dir = tempfile::tempdir().expect("a data directory");
+        let database_url = match &engine {
+            Engine::Sqlite => None,
+            Engine::Postgres(admin_url) => Some(fresh_postgres_database(admin_url).await),
+        };
+        ControlServer::start_with(engine, data_dir, database_url).await
+    }
+
+    /// Starts a server on an existing data directory and database: a restart.
+    pub async fn start_with(
+        engine: Engine,
+        data_dir: tempfile::TempDir,
+        database_url: Option<String>,
+    ) -> ControlServer {
+        let log_path = data_dir.path().join("server.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open the server log");
+        #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
+        let mut command = tokio::process::Command::new(binary("dari"));
+        command
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DARI_MASTER_KEY", TEST_MASTER_KEY)
+            .env("DARI_LOG", "info,dari_control=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(url) = &database_url {
+            command.env("DATABASE_URL", url);
+        }
+        let mut child = command.spawn().expect("start dari server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(PATIENCE, async {
+            while let Some(line) = lines.next_line().await.expect("read the server's stdout") {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    return url.to_owned();
+                }
+            }
+            panic!("dari server exited before listening:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+        })
+        .await
+        .expect("dari server listens in time");
+        let api_key = std::fs::read_to_string(data_dir.path().join("bootstrap-api-key"))
+            .expect("the server wrote its bootstrap key")
+            .trim()
+            .to_owned();
+        let http = reqwest::Client::builder().timeout(PATIENCE).build().expect("an HTTP client");
+        ControlServer { engine, url, api_key, data_dir, database_url, http, child, log_path }
+    }
+
+    /// Stops the server with SIGKILL, keeping its data for [`ControlServer::start_with`].
+    pub async fn kill(mut self) -> (tempfile::TempDir, Option<String>) {
+        self.child.kill().await.expect("kill dari server");
+        (self.data_dir, self.database_url)
+    }
+
+    /// Stops the server with SIGTERM and returns its exit code.
+    pub async fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().expect("a running server");
+        nix_kill(pid, "TERM");
+        tokio::time::timeout(PATIENCE, self.child.wait()).await.expect("the server stops in time").expect("wait").code()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// WARN and ERROR lines of the log that contain none of `allowed`.
+    pub fn unexpected_warnings(&self, allowed: &[&str]) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+            .filter(|line| !allowed.iter().any(|allowed| line.contains(allowed)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A request with the bootstrap key.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.api_key)
+    }
+
+    /// Sends a request and returns its status and JSON body (`Value::Null` when empty or not JSON).
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("read the body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.request(Method::POST, path).json(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.request(Method::PUT, path).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
+    /// The id of the bootstrap organization.
+    pub async fn org_id(&self) -> String {
+        let (status, body) = self.get("/v1/organizations").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["organizations"][0]["id"].as_str().expect("an organization id").to_owned()
+    }
+
+    /// A new organization with its own admin key, for tenancy tests: (org id, API key).
+    pub async fn create_org(&self, name: &str) -> (String, String) {
+        let (status, body) = self.post("/v1/organizations", &serde_json::json!({"name": name})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["organization"]["id"].as_str().expect("an id").to_owned(),
+            body["api_key"].as_str().expect("a key").to_owned(),
+        )
+    }
+
+    /// The environment that points `dari` commands at this server with the bootstrap key.
+    pub fn cli_env(&self) -> Vec<(&'static str, String)> {
+        vec![("DARI_API_URL", self.url.clone()), ("DARI_API_KEY", self.api_key.clone())]
+    }
+}
+
+fn nix_kill(pid: u32, signal: &str) {
+    #[allow(clippy::disallowed_methods)] // A signal for the server under test.
+    let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+    assert!(status.is_ok_and(|status| status.success()), "kill -{signal} {pid}");
+}
+
+/// Sends `request` as raw bytes on a new connection to `base_url` and returns what comes back
+/// until the server closes or stops sending, for requests a well-behaved client cannot make.
+pub async fn raw_http(base_url: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base_url.strip_prefix("http://").expect("an http:// URL");
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    // The server may answer and close before it has read everything: that is the point.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buffer[..n]);
+                if answer.windows(4).any(|window| window == b"\r\n\r\n") && answer.ends_with(b"}") {
+                    break;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Creates an empty database on the PostgreSQL server at `admin_url` and returns its URL.
+pub async fn fresh_postgres_database(admin_url: &str) -> String {
+    use sqlx::Executor;
+    sqlx::any::install_default_drivers();
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).expect("random bytes");
+    let name = format!("dari_test_{}", hex::encode(random));
+    let admin =
+        sqlx::any::AnyPoolOptions::new().max_connections(1).connect(admin_url).await.expect("connect to PostgreSQL");
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create the test database");
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').expect("a database name in DARI_TEST_POSTGRES_URL");
+    format!("{base}/{name}")
+}
