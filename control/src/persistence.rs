@@ -16,10 +16,12 @@
 //! TEXT and BIGINT columns, times as Unix milliseconds, JSON as TEXT, `RETURNING`,
 //! `ON CONFLICT`. Where the engines differ (writer concurrency), [`Store`] says how.
 
+mod agents;
 mod api_keys;
 mod credentials;
 mod migrate;
 mod orgs;
+mod snapshots;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,9 +30,11 @@ use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use agents::{AgentRecord, PublishError, PublishTarget, Published, VersionRecord, VersionSource};
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use credentials::CredentialRecord;
 pub use orgs::OrgRecord;
+pub use snapshots::{NewSnapshot, SnapshotCheck, SnapshotRecord, SnapshotStatus, snapshot_blob_key};
 
 /// The database engine behind a [`Store`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
