@@ -5,9 +5,11 @@
 //! Request types deny unknown fields: on the public API a typo should be an error, not a silently
 //! ignored option.
 
+pub mod agents;
 pub mod api_keys;
 pub mod credentials;
 pub mod organizations;
+pub mod source_snapshots;
 
 use serde::Serialize;
 use utoipa::ToSchema;

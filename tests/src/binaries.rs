@@ -25,6 +25,11 @@ pub fn dari(args: &[&str]) -> Output {
     run(binary("dari"), args)
 }
 
+/// Runs `dari` with arguments and these environment variables (and no other DARI_* ones).
+pub fn dari_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    run_with_env(binary("dari"), args, env)
+}
+
 pub fn sandboxd(args: &[&str]) -> Output {
     run(binary("sandboxd"), args)
 }
@@ -35,6 +40,10 @@ struct Built {
 }
 
 fn run(program: PathBuf, args: &[&str]) -> Output {
+    run_with_env(program, args, &[])
+}
+
+fn run_with_env(program: PathBuf, args: &[&str], env: &[(&str, String)]) -> Output {
     #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
     let mut command = Command::new(&program);
     command.args(args).stdin(Stdio::null());
@@ -43,6 +52,7 @@ fn run(program: PathBuf, args: &[&str]) -> Output {
             command.env_remove(key);
         }
     }
+    command.envs(env.iter().map(|(key, value)| (*key, value.as_str())));
     command.output().unwrap_or_else(|error| panic!("run {}: {error}", program.display()))
 }
 

@@ -197,6 +197,28 @@ impl ControlServer {
         )
     }
 
+    /// Publishes `archive` (a bundle's tar.gz) through the API's six stages with `api_key` and
+    /// returns the publish response. Panics, naming the stage, if one fails.
+    pub async fn publish_archive(&self, api_key: &str, archive: &[u8]) -> Value {
+        let sha256 = dari_bundle::sha256_hex(archive);
+        let request =
+            |method: Method, path: &str| self.http.request(method, format!("{}{path}", self.url)).bearer_auth(api_key);
+        let reserve = serde_json::json!({"format": "tar.gz", "sha256": sha256, "size_bytes": archive.len(), "metadata": {"origin": "test"}});
+        let (status, reserved) = self.send(request(Method::POST, "/v1/source-snapshots").json(&reserve)).await;
+        assert_eq!(status, StatusCode::CREATED, "reserve: {reserved}");
+        let snapshot_id = reserved["source_snapshot_id"].as_str().expect("a snapshot id");
+        let upload_url = reserved["upload_url"].as_str().expect("an upload URL");
+        let (status, uploaded) = self.send(self.http.put(upload_url).body(archive.to_vec())).await;
+        assert_eq!(status, StatusCode::OK, "upload: {uploaded}");
+        let (status, finalized) =
+            self.send(request(Method::POST, &format!("/v1/source-snapshots/{snapshot_id}/finalize"))).await;
+        assert_eq!((status, &finalized["status"]), (StatusCode::OK, &Value::from("ready")), "finalize: {finalized}");
+        let body = serde_json::json!({"source_snapshot_id": snapshot_id});
+        let (status, published) = self.send(request(Method::POST, "/v1/agents").json(&body)).await;
+        assert!(status.is_success(), "publish: {status} {published}");
+        published
+    }
+
     /// The environment that points `dari` commands at this server with the bootstrap key.
     pub fn cli_env(&self) -> Vec<(&'static str, String)> {
         vec![("DARI_API_URL", self.url.clone()), ("DARI_API_KEY", self.api_key.clone())]

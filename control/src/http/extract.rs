@@ -2,7 +2,9 @@
 //! read as [`ApiError`]s.
 
 mod auth;
+mod base_url;
 mod json;
 
 pub use auth::Caller;
+pub use base_url::BaseUrl;
 pub use json::ApiJson;

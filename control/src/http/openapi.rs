@@ -16,6 +16,10 @@ use super::routes;
         routes::organizations::list, routes::organizations::create,
         routes::api_keys::list, routes::api_keys::create, routes::api_keys::revoke,
         routes::credentials::list, routes::credentials::put, routes::credentials::delete,
+        routes::source_snapshots::reserve, routes::source_snapshots::upload, routes::source_snapshots::finalize,
+        routes::source_snapshots::manifest, routes::source_snapshots::get, routes::source_snapshots::delete,
+        routes::agents::create, routes::agents::publish_version, routes::agents::list, routes::agents::get, routes::agents::delete,
+        routes::versions::list, routes::versions::get, routes::versions::bundle, routes::versions::file,
     )
 )]
 struct ApiDoc;
