@@ -70,12 +70,7 @@ pub struct ControlServer {
 
 impl ControlServer {
     pub async fn start(engine: Engine) -> ControlServer {
-        let data_dir = tempfile::tempdir().expect("a data directory");
-        let database_url = match &engine {
-            Engine::Sqlite => None,
-            Engine::Postgres(admin_url) => Some(fresh_postgres_database(admin_url).await),
-        };
-        ControlServer::start_with(engine, data_dir, database_url).await
+        ControlServer::start_program(&binary("dari"), engine, "info,dari_control=debug").await
     }
 
     /// Starts a server on an existing data directory and database: a restart.
@@ -84,17 +79,38 @@ impl ControlServer {
         data_dir: tempfile::TempDir,
         database_url: Option<String>,
     ) -> ControlServer {
+        ControlServer::launch(&binary("dari"), engine, data_dir, database_url, "info,dari_control=debug").await
+    }
+
+    /// Starts the `dari` binary at `program` (the benchmarks build their own) on a fresh data
+    /// directory and database, logging with `log_filter`.
+    pub async fn start_program(program: &std::path::Path, engine: Engine, log_filter: &str) -> ControlServer {
+        let data_dir = tempfile::tempdir().expect("a data directory");
+        let database_url = match &engine {
+            Engine::Sqlite => None,
+            Engine::Postgres(admin_url) => Some(fresh_postgres_database(admin_url).await),
+        };
+        ControlServer::launch(program, engine, data_dir, database_url, log_filter).await
+    }
+
+    async fn launch(
+        program: &std::path::Path,
+        engine: Engine,
+        data_dir: tempfile::TempDir,
+        database_url: Option<String>,
+        log_filter: &str,
+    ) -> ControlServer {
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open the server log");
         #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
-        let mut command = tokio::process::Command::new(binary("dari"));
+        let mut command = tokio::process::Command::new(program);
         command
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DARI_MASTER_KEY", TEST_MASTER_KEY)
-            .env("DARI_LOG", "info,dari_control=debug")
+            .env("DARI_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

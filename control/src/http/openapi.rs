@@ -46,3 +46,6 @@ pub fn openapi_json() -> String {
 pub(super) async fn serve() -> Json<serde_json::Value> {
     Json(serde_json::from_str(&openapi_json()).expect("the OpenAPI document is JSON"))
 }
+
+#[cfg(test)]
+mod tests;
