@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod credentials;
+pub mod files;
 pub mod organizations;
 
 use serde::Serialize;

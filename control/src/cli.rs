@@ -7,6 +7,7 @@ mod api_keys;
 mod client;
 mod credentials;
 mod deploy;
+mod files;
 mod project;
 mod server;
 mod state;
@@ -69,6 +70,9 @@ pub enum Command {
     /// Manage the organization's stored credentials.
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
+    /// Upload files for `file` and `image` content blocks.
+    #[command(subcommand)]
+    Files(files::FilesCommand),
 }
 
 impl Command {
@@ -87,5 +91,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => server::run_dev(args).await,
         Command::ApiKeys(command) => api_keys::run(command, &cli.api).await,
         Command::Credentials(command) => credentials::run(command, &cli.api).await,
+        Command::Files(command) => files::run(command, &cli.api).await,
     }
 }

@@ -48,7 +48,7 @@ pub struct ApiSettings {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    routes::router().layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)).with_state(state)
+    routes::router(&state.settings).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)).with_state(state)
 }
 
 /// Serves `router` on an already bound listener until `shutdown` completes, then finishes the

@@ -16,6 +16,8 @@ use super::routes;
         routes::organizations::list, routes::organizations::create,
         routes::api_keys::list, routes::api_keys::create, routes::api_keys::revoke,
         routes::credentials::list, routes::credentials::put, routes::credentials::delete,
+        routes::files::upload, routes::files::get, routes::files::content, routes::files::delete,
+        routes::workspaces::download_zip,
     )
 )]
 struct ApiDoc;
