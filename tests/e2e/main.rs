@@ -6,6 +6,7 @@ mod bundle_extract;
 mod bundle_materialize;
 mod daemon_ops;
 mod deploy_dry_run;
+mod files;
 mod link;
 mod manifest_corpus;
 mod manifest_fuzz;

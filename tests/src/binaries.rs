@@ -22,11 +22,16 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// Runs `dari` with arguments, with no inherited DARI_* configuration.
 pub fn dari(args: &[&str]) -> Output {
-    run(binary("dari"), args)
+    run(binary("dari"), args, &[])
+}
+
+/// Runs `dari` with arguments and these variables only (such as `ControlServer::cli_env`).
+pub fn dari_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    run(binary("dari"), args, env)
 }
 
 pub fn sandboxd(args: &[&str]) -> Output {
-    run(binary("sandboxd"), args)
+    run(binary("sandboxd"), args, &[])
 }
 
 struct Built {
@@ -34,7 +39,7 @@ struct Built {
     sandboxd: PathBuf,
 }
 
-fn run(program: PathBuf, args: &[&str]) -> Output {
+fn run(program: PathBuf, args: &[&str], env: &[(&str, String)]) -> Output {
     #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
     let mut command = Command::new(&program);
     command.args(args).stdin(Stdio::null());
@@ -43,6 +48,7 @@ fn run(program: PathBuf, args: &[&str]) -> Output {
             command.env_remove(key);
         }
     }
+    command.envs(env.iter().map(|(key, value)| (key, value)));
     command.output().unwrap_or_else(|error| panic!("run {}: {error}", program.display()))
 }
 
