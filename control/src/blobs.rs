@@ -84,26 +84,14 @@ impl LocalBlobStore {
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await.with_context(|| format!("create {}", parent.display()))?;
         }
-        // Written beside the blobs and renamed into place: a crash or a failed stream leaves the
-        // old blob or the new one, never half of one.
-        let temporary = self.root.join(".tmp").join(crate::ids::new_id("blob"));
-        let result = async {
-            let mut file = tokio::fs::File::create(&temporary).await?;
-            let mut stored = 0u64;
-            while let Some(chunk) = chunks.next().await {
-                let chunk = chunk?;
-                file.write_all(&chunk).await?;
-                stored += chunk.len() as u64;
-            }
-            file.sync_all().await?;
-            tokio::fs::rename(&temporary, &path).await?;
-            Ok::<u64, std::io::Error>(stored)
-        }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&temporary).await;
-        }
-        result.with_context(|| format!("write blob {key}"))
+        // Written beside the blobs and renamed into place: a crash, a failed stream or a dropped
+        // future leaves the old blob or the new one, never half of one.
+        let mut temporary =
+            TemporaryFile { path: self.root.join(".tmp").join(crate::ids::new_id("blob")), kept: false };
+        let stored = write_chunks(&temporary.path, &mut chunks).await.with_context(|| format!("write blob {key}"))?;
+        tokio::fs::rename(&temporary.path, &path).await.with_context(|| format!("write blob {key}"))?;
+        temporary.kept = true;
+        Ok(stored)
     }
 
     async fn get_file(&self, key: &str) -> anyhow::Result<Option<Bytes>> {
@@ -122,6 +110,33 @@ impl LocalBlobStore {
                 Err(error).with_context(|| format!("delete blob {key}"))
             }
             _ => Ok(()),
+        }
+    }
+}
+
+/// Writes the chunks to a new file at `path` and syncs it; returns how many bytes it wrote.
+async fn write_chunks(path: &Path, chunks: &mut BlobChunks<'_>) -> std::io::Result<u64> {
+    let mut file = tokio::fs::File::create(path).await?;
+    let mut written = 0u64;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        file.write_all(&chunk).await?;
+        written += chunk.len() as u64;
+    }
+    file.sync_all().await?;
+    Ok(written)
+}
+
+/// A file being written, removed when dropped unless it was kept (renamed into place).
+struct TemporaryFile {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Drop for TemporaryFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -160,6 +175,13 @@ mod tests {
             Err(std::io::Error::other("the caller's limit")),
         ]);
         assert!(store.put_stream("files/f", failing.boxed()).await.is_err());
+        assert_eq!(store.get("files/f").await.expect("get").as_deref(), Some(&b"abc"[..]));
+        assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).expect("tmp").count(), 0);
+        // So does a write that is dropped halfway (a request aborted at shutdown).
+        let endless =
+            futures_util::stream::iter([Ok(Bytes::from_static(b"partial"))]).chain(futures_util::stream::pending());
+        let write = store.put_stream("files/f", endless.boxed());
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(50), write).await.is_err());
         assert_eq!(store.get("files/f").await.expect("get").as_deref(), Some(&b"abc"[..]));
         assert_eq!(std::fs::read_dir(dir.path().join(".tmp")).expect("tmp").count(), 0);
     }

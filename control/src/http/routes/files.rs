@@ -69,23 +69,28 @@ pub(crate) async fn upload(
     }
     let content_type = upload_content_type(&received.head, declared_type.as_deref());
     let sha256 = hex::encode(received.sha256.finalize());
-    let new_file = NewFile {
-        id: &file_id,
-        org_id: &caller.org_id,
-        filename: &filename,
-        content_type: &content_type,
-        size_bytes: i64::try_from(received.size).map_err(anyhow::Error::from)?,
-        sha256: &sha256,
-    };
-    let record = match state.store.insert_file(&new_file).await {
-        Ok(record) => record,
-        Err(error) => {
-            if let Err(cleanup) = state.blobs.delete(&blob_key).await {
-                tracing::warn!(file.id = %file_id, "failed to remove the bytes of an unrecorded file: {cleanup:#}");
-            }
-            return Err(error.into());
+    let size_bytes = i64::try_from(received.size).map_err(anyhow::Error::from)?;
+    let (store, blobs, org_id) = (state.store.clone(), state.blobs.clone(), caller.org_id.clone());
+    // Recorded in a task of its own, so that a client hanging up now leaves no stored bytes
+    // without their row.
+    let recording = tokio::spawn(async move {
+        let new_file = NewFile {
+            id: &file_id,
+            org_id: &org_id,
+            filename: &filename,
+            content_type: &content_type,
+            size_bytes,
+            sha256: &sha256,
+        };
+        let recorded = store.insert_file(&new_file).await;
+        if recorded.is_err()
+            && let Err(cleanup) = blobs.delete(&blob_key).await
+        {
+            tracing::warn!(file.id = %file_id, "failed to remove the bytes of an unrecorded file: {cleanup:#}");
         }
-    };
+        recorded
+    });
+    let record = recording.await.map_err(anyhow::Error::from)??;
     tracing::info!(org.id = %caller.org_id, file.id = %record.id, size_bytes = record.size_bytes,
         content_type = %record.content_type, "stored file");
     Ok((StatusCode::CREATED, Json(uploaded_file(record))))
@@ -130,12 +135,20 @@ pub(crate) async fn delete(
     if !looks_like(&file_id, prefix::FILE) {
         return Err(not_found(&file_id));
     }
-    let record = state.store.delete_file(&caller.org_id, &file_id).await?.ok_or_else(|| not_found(&file_id))?;
-    // The row is gone, so the file is gone for every reader; bytes left behind by a failed delete
-    // are unreachable, and only take space.
-    if let Err(error) = state.blobs.delete(&file_blob_key(&record.id)).await {
-        tracing::warn!(file.id = %record.id, "failed to remove the bytes of a deleted file: {error:#}");
-    }
+    let (store, blobs, org_id, id) = (state.store.clone(), state.blobs.clone(), caller.org_id.clone(), file_id.clone());
+    // The row and the bytes go in a task of their own, so that a client hanging up stops neither.
+    let deleting = tokio::spawn(async move {
+        let deleted = store.delete_file(&org_id, &id).await?;
+        // Once the row is gone the file is gone for every reader; bytes a failed delete leaves
+        // behind are unreachable, and only take space.
+        if let Some(record) = &deleted
+            && let Err(error) = blobs.delete(&file_blob_key(&record.id)).await
+        {
+            tracing::warn!(file.id = %record.id, "failed to remove the bytes of a deleted file: {error:#}");
+        }
+        anyhow::Ok(deleted)
+    });
+    let record = deleting.await.map_err(anyhow::Error::from)??.ok_or_else(|| not_found(&file_id))?;
     tracing::info!(org.id = %caller.org_id, file.id = %record.id, "deleted file");
     Ok(StatusCode::NO_CONTENT)
 }
