@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod api_keys;
 pub mod credentials;
+pub mod files;
 pub mod organizations;
 pub mod source_snapshots;
 

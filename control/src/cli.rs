@@ -8,6 +8,7 @@ mod api_keys;
 mod client;
 mod credentials;
 mod deploy;
+mod files;
 mod project;
 mod resolve;
 mod server;
@@ -74,6 +75,9 @@ pub enum Command {
     /// Manage the organization's stored credentials.
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
+    /// Upload files for `file` and `image` content blocks.
+    #[command(subcommand)]
+    Files(files::FilesCommand),
 }
 
 impl Command {
@@ -93,5 +97,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(command) => agent::run(command, &cli.api).await,
         Command::ApiKeys(command) => api_keys::run(command, &cli.api).await,
         Command::Credentials(command) => credentials::run(command, &cli.api).await,
+        Command::Files(command) => files::run(command, &cli.api).await,
     }
 }

@@ -4,6 +4,8 @@
 //! - [`http`]: the public `/v1` API (routes, extractors, errors, OpenAPI); [`api`] its wire types.
 //! - [`persistence`]: the database, SQLite or PostgreSQL; the only module that writes SQL.
 //! - [`blobs`]: snapshot archives, uploaded files and workspace archives.
+//! - [`files`]: what an uploaded file's name and content type may be.
+//! - [`workspaces`]: a session's workspace archive (tar.gz) served as a zip.
 //! - [`secrets`]: sealing credentials at rest; API keys and tokens and their hashes.
 //! - [`cli`]: the `dari` commands.
 //!
@@ -15,8 +17,10 @@
 pub mod api;
 pub mod blobs;
 pub mod cli;
+pub mod files;
 pub mod http;
 pub mod ids;
 pub mod persistence;
 pub mod secrets;
 pub mod server;
+pub mod workspaces;

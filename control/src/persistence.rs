@@ -7,6 +7,7 @@
 //! - Agents and their versions, each version pinned to a snapshot with its validated manifest.
 //! - Sessions, and per session an append-only ledger of events and the messages derived from it.
 //! - Uploaded files' metadata; the bytes live in the blob store.
+//! - Per session, a record of its last workspace archive; the archive lives in the blob store.
 //!
 //! ## Two engines, one schema
 //!
@@ -19,9 +20,11 @@
 mod agents;
 mod api_keys;
 mod credentials;
+mod files;
 mod migrate;
 mod orgs;
 mod snapshots;
+mod workspaces;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,8 +36,10 @@ use sqlx::{AnyPool, Executor};
 pub use agents::{AgentRecord, PublishError, PublishTarget, Published, VersionRecord, VersionSource};
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use credentials::CredentialRecord;
+pub use files::{FileBlock, FileRecord, FileReferenceError, NewFile, file_blob_key};
 pub use orgs::OrgRecord;
 pub use snapshots::{NewSnapshot, SnapshotCheck, SnapshotRecord, SnapshotStatus, snapshot_blob_key};
+pub use workspaces::{SessionWorkspace, WorkspaceArchiveRecord, workspace_blob_key};
 
 /// The database engine behind a [`Store`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,18 +3,21 @@
 pub(super) mod agents;
 pub(super) mod api_keys;
 pub(super) mod credentials;
+pub(super) mod files;
 mod health;
 pub(super) mod organizations;
 pub(super) mod source_snapshots;
 pub(super) mod versions;
+pub(super) mod workspaces;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 
-use super::AppState;
+use super::{ApiSettings, AppState};
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router(settings: &ApiSettings) -> Router<AppState> {
+    let upload_limit = DefaultBodyLimit::max(files::upload_body_limit(settings.max_file_bytes));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/v1/openapi.json", get(super::openapi::serve))
@@ -38,4 +41,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/agents/{agent_id}/versions/{version_id}", get(versions::get))
         .route("/v1/agents/{agent_id}/versions/{version_id}/bundle", get(versions::bundle))
         .route("/v1/agents/{agent_id}/versions/{version_id}/bundle/file", get(versions::file))
+        .route("/v1/files", post(files::upload).layer(upload_limit))
+        .route("/v1/files/{file_id}", get(files::get).delete(files::delete))
+        .route("/v1/files/{file_id}/content", get(files::content))
+        .route("/v1/sessions/{session_id}/workspace.zip", get(workspaces::download_zip))
 }

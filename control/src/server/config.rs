@@ -14,6 +14,8 @@ pub const ENV_MASTER_KEY: &str = "DARI_MASTER_KEY";
 pub const ENV_PUBLIC_URL: &str = "DARI_PUBLIC_URL";
 pub const ENV_MAX_FILE_BYTES: &str = "DARI_MAX_FILE_BYTES";
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+pub const ENV_TLS_CERT: &str = "DARI_TLS_CERT";
+pub const ENV_TLS_KEY: &str = "DARI_TLS_KEY";
 /// Snapshots are bounded like bundles are (see dari-bundle's limits).
 pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 100 * 1024 * 1024;
 
@@ -41,6 +43,13 @@ pub struct ServerArgs {
     /// The largest file `POST /v1/files` accepts, in bytes.
     #[arg(long, env = ENV_MAX_FILE_BYTES, default_value_t = DEFAULT_MAX_FILE_BYTES)]
     pub max_file_bytes: u64,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first); needs
+    /// --tls-key.
+    #[arg(long, env = ENV_TLS_CERT, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, env = ENV_TLS_KEY, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The validated configuration.
@@ -53,6 +62,15 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     pub max_file_bytes: u64,
     pub max_snapshot_bytes: u64,
+    /// HTTPS when set; plain HTTP otherwise.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Where the certificate chain and its key are, as given; read when the server starts.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
 }
 
 impl ServerConfig {
@@ -65,6 +83,17 @@ impl ServerConfig {
             );
         }
         anyhow::ensure!(args.max_file_bytes > 0, "--max-file-bytes must be at least 1");
+        let given = |path: Option<PathBuf>| path.filter(|path| !path.as_os_str().is_empty());
+        let tls = match (given(args.tls_cert), given(args.tls_key)) {
+            (Some(cert_path), Some(key_path)) => Some(TlsConfig { cert_path, key_path }),
+            (None, None) => None,
+            (Some(_), None) => anyhow::bail!(
+                "--tls-cert ({ENV_TLS_CERT}) needs --tls-key ({ENV_TLS_KEY}): give both to serve HTTPS, or neither"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "--tls-key ({ENV_TLS_KEY}) needs --tls-cert ({ENV_TLS_CERT}): give both to serve HTTPS, or neither"
+            ),
+        };
         Ok(ServerConfig {
             listen: args.listen,
             data_dir: args.data_dir.unwrap_or(default_data_dir),
@@ -73,6 +102,7 @@ impl ServerConfig {
             public_url: args.public_url.map(|url| url.trim_end_matches('/').to_owned()),
             max_file_bytes: args.max_file_bytes,
             max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
+            tls,
         })
     }
 

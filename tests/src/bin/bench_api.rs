@@ -98,7 +98,7 @@ async fn run(config: &BenchConfig) -> anyhow::Result<()> {
     let mut table = Table::default();
     for engine in engines {
         eprintln!("measuring {} ({} iterations, {} clients)", engine.name(), config.iterations, config.concurrency);
-        let control = ControlServer::start_program(&dari, engine.clone(), "warn").await;
+        let control = ControlServer::builder(engine.clone()).program(&dari).log_filter("warn").start().await;
         let published = control.publish_archive(&control.api_key, &archive).await;
         let agent_id = published["agent_id"].as_str().context("the publish returned no agent id")?.to_owned();
         let times = api::measure(&control, &agent_id, config.iterations, config.concurrency).await?;
