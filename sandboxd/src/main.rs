@@ -1,7 +1,8 @@
 //! `sandboxd`: the daemon inside every sandbox.
 //!
 //! Lifecycle of the daemon (`sandboxd run`), in order:
-//! 1. read its configuration from the environment (control URL, sandbox id, token, workspace);
+//! 1. read its configuration from the environment (control URL, sandbox id, token, workspace), and
+//!    make the workspace its working directory;
 //! 2. connect to control over one WebSocket and say hello (versions, capabilities);
 //! 3. on request: materialize the source bundle and start the supervised runtime server;
 //! 4. serve tool calls, exec, PTY and file watches, streaming results through an acknowledged outbox;
@@ -97,12 +98,9 @@ fn run_daemon() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let workspace = match Workspace::new(&config.workspace) {
+    let workspace = match enter_workspace(&config.workspace) {
         Ok(workspace) => workspace,
-        Err(error) => {
-            eprintln!("error: open workspace {}: {error}", config.workspace.display());
-            return ExitCode::from(2);
-        }
+        Err(exit) => return exit,
     };
     let control = ControlEndpoint { target: config.control_url.http_target(), token: config.token.clone() };
     let tools =
@@ -121,6 +119,20 @@ fn run_daemon() -> ExitCode {
         DaemonExit::Shutdown => ExitCode::SUCCESS,
         DaemonExit::Refused(_) => ExitCode::from(EXIT_REFUSED),
     }
+}
+
+/// Opens the workspace and makes it the process's working directory: children that start in the
+/// workspace root then need no `current_dir`, which lets std start them with `posix_spawn`
+/// instead of fork + exec (see `ChildSpec::spawn`). Exit code 2 when either fails.
+fn enter_workspace(root: &Path) -> Result<Workspace, ExitCode> {
+    let opened = Workspace::new(root).and_then(|workspace| {
+        std::env::set_current_dir(workspace.root())?;
+        Ok(workspace)
+    });
+    opened.map_err(|error| {
+        eprintln!("error: open workspace {}: {error}", root.display());
+        ExitCode::from(2)
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -157,12 +169,9 @@ fn run_one_tool(name: &str, arguments: &str, workspace: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let workspace = match Workspace::new(workspace) {
+    let workspace = match enter_workspace(workspace) {
         Ok(workspace) => workspace,
-        Err(error) => {
-            eprintln!("error: open workspace {}: {error}", workspace.display());
-            return ExitCode::from(2);
-        }
+        Err(exit) => return exit,
     };
     let context =
         ToolContext { bash: BashConfig::for_workspace(workspace.root()), workspace, locks: FileLocks::default() };
