@@ -107,7 +107,12 @@ fn run_daemon() -> ExitCode {
         ToolContext { bash: BashConfig::for_workspace(workspace.root()), workspace, locks: FileLocks::default() };
     let (events_tx, events_rx) = tokio::sync::mpsc::channel(1024);
     let services = Services::new(tools, control, events_tx);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread runs the link, the core loop and every request's task: handing a request from
+    // one to the next is then a task switch, not a wake-up of another thread (a `read` round trip
+    // took about 14 context switches on two workers, and one now). Work that blocks or burns
+    // CPU (file tools beyond a small read, grep, find, bundles) goes to tokio's blocking pool,
+    // and terminals have their own threads, so nothing long runs here.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: start the async runtime: {error}");
