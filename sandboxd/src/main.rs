@@ -90,6 +90,7 @@ fn main() -> ExitCode {
 const EXIT_REFUSED: u8 = 3;
 
 fn run_daemon() -> ExitCode {
+    ensure_shell_variable();
     init_logging();
     let config = match DaemonConfig::from_strings(&Environment) {
         Ok(config) => config,
@@ -123,6 +124,24 @@ fn run_daemon() -> ExitCode {
     match exit {
         DaemonExit::Shutdown => ExitCode::SUCCESS,
         DaemonExit::Refused(_) => ExitCode::from(EXIT_REFUSED),
+    }
+}
+
+/// Sets `SHELL` to the default shell when the daemon was started without it. portable-pty's
+/// `CommandBuilder` otherwise asks `getpwuid` for the login shell each time a terminal opens, and
+/// in a static binary glibc then loads NSS modules at run time: for a uid that `/etc/passwd`
+/// does not list, with `passwd: files systemd` in `/etc/nsswitch.conf`, that crashes the process.
+/// Commands started from then on see this `SHELL` too, the shell they are run with anyway.
+#[allow(
+    unsafe_code,
+    clippy::disallowed_methods,
+    reason = "the one change to the daemon's environment, before any thread"
+)]
+fn ensure_shell_variable() {
+    if std::env::var_os("SHELL").is_none() {
+        // SAFETY: this runs first in `run_daemon`, before logging, the runtime or any other thread
+        // exists, so nothing can read or write the environment at the same time.
+        unsafe { std::env::set_var("SHELL", sandboxd::process::default_shell()) };
     }
 }
 

@@ -122,6 +122,11 @@ pub struct GroupChild {
     pub stderr: Option<ChildStderr>,
 }
 
+/// The shell for commands and terminals: `/bin/bash`, or `/bin/sh` where there is no bash.
+pub fn default_shell() -> &'static str {
+    if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" }
+}
+
 /// Sends `signal` to every process in the group `pgid`. A group that no longer exists is not an
 /// error: there is nothing left to signal.
 pub fn kill_group(pgid: Pid, signal: Signal) -> Result<(), ProcessError> {
