@@ -134,6 +134,9 @@ pub mod error_code {
     pub const TOOL_FAILED: &str = "tool_failed";
     /// What a custom tool needs (python3, tsx or a new enough node) is not in the sandbox.
     pub const RUNTIME_MISSING: &str = "runtime_missing";
+    /// A repeated request that already ran, whose outcome the daemon no longer keeps; it is not
+    /// run again.
+    pub const RESULT_FORGOTTEN: &str = "result_forgotten";
 }
 
 /// The operations control can ask for.

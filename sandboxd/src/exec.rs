@@ -8,7 +8,6 @@ mod tests;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -148,7 +147,7 @@ fn command_line(request: &ExecRequest) -> Result<(OsString, Vec<OsString>), Exec
             }
             (OsString::from(program), args.iter().map(OsString::from).collect())
         }
-        (None, Some(command)) => (shell().into(), vec!["-c".into(), command.into()]),
+        (None, Some(command)) => (process::default_shell().into(), vec!["-c".into(), command.into()]),
         (Some(_), Some(_)) => return Err(invalid("give either argv or shell, not both")),
         (None, None) => return Err(invalid("give argv or shell")),
     };
@@ -156,10 +155,6 @@ fn command_line(request: &ExecRequest) -> Result<(OsString, Vec<OsString>), Exec
         return Err(invalid("the command contains a NUL byte"));
     }
     Ok((program, args))
-}
-
-fn shell() -> &'static str {
-    if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" }
 }
 
 impl From<ProcessError> for ExecError {

@@ -4,6 +4,7 @@
 
 mod connection;
 mod core;
+mod finished;
 mod ops;
 mod outbox;
 

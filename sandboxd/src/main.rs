@@ -1,7 +1,8 @@
 //! `sandboxd`: the daemon inside every sandbox.
 //!
 //! Lifecycle of the daemon (`sandboxd run`), in order:
-//! 1. read its configuration from the environment (control URL, sandbox id, token, workspace);
+//! 1. read its configuration from the environment (control URL, sandbox id, token, workspace), and
+//!    make the workspace its working directory;
 //! 2. connect to control over one WebSocket and say hello (versions, capabilities);
 //! 3. on request: materialize the source bundle and start the supervised runtime server;
 //! 4. serve tool calls, exec, PTY and file watches, streaming results through an acknowledged outbox;
@@ -89,6 +90,7 @@ fn main() -> ExitCode {
 const EXIT_REFUSED: u8 = 3;
 
 fn run_daemon() -> ExitCode {
+    ensure_shell_variable();
     init_logging();
     let config = match DaemonConfig::from_strings(&Environment) {
         Ok(config) => config,
@@ -97,19 +99,21 @@ fn run_daemon() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let workspace = match Workspace::new(&config.workspace) {
+    let workspace = match enter_workspace(&config.workspace) {
         Ok(workspace) => workspace,
-        Err(error) => {
-            eprintln!("error: open workspace {}: {error}", config.workspace.display());
-            return ExitCode::from(2);
-        }
+        Err(exit) => return exit,
     };
     let control = ControlEndpoint { target: config.control_url.http_target(), token: config.token.clone() };
     let tools =
         ToolContext { bash: BashConfig::for_workspace(workspace.root()), workspace, locks: FileLocks::default() };
     let (events_tx, events_rx) = tokio::sync::mpsc::channel(1024);
     let services = Services::new(tools, control, events_tx);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread runs the link, the core loop and every request's task: handing a request from
+    // one to the next is then a task switch, not a wake-up of another thread (a `read` round trip
+    // took about 14 context switches on two workers, and one now). Work that blocks or burns
+    // CPU (file tools beyond a small read, grep, find, bundles) goes to tokio's blocking pool,
+    // and terminals have their own threads, so nothing long runs here.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: start the async runtime: {error}");
@@ -121,6 +125,38 @@ fn run_daemon() -> ExitCode {
         DaemonExit::Shutdown => ExitCode::SUCCESS,
         DaemonExit::Refused(_) => ExitCode::from(EXIT_REFUSED),
     }
+}
+
+/// Sets `SHELL` to the default shell when the daemon was started without it. portable-pty's
+/// `CommandBuilder` otherwise asks `getpwuid` for the login shell each time a terminal opens, and
+/// in a static binary glibc then loads NSS modules at run time: for a uid that `/etc/passwd`
+/// does not list, with `passwd: files systemd` in `/etc/nsswitch.conf`, that crashes the process.
+/// Commands started from then on see this `SHELL` too, the shell they are run with anyway.
+#[allow(
+    unsafe_code,
+    clippy::disallowed_methods,
+    reason = "the one change to the daemon's environment, before any thread"
+)]
+fn ensure_shell_variable() {
+    if std::env::var_os("SHELL").is_none() {
+        // SAFETY: this runs first in `run_daemon`, before logging, the runtime or any other thread
+        // exists, so nothing can read or write the environment at the same time.
+        unsafe { std::env::set_var("SHELL", sandboxd::process::default_shell()) };
+    }
+}
+
+/// Opens the workspace and makes it the process's working directory: children that start in the
+/// workspace root then need no `current_dir`, which lets std start them with `posix_spawn`
+/// instead of fork + exec (see `ChildSpec::spawn`). Exit code 2 when either fails.
+fn enter_workspace(root: &Path) -> Result<Workspace, ExitCode> {
+    let opened = Workspace::new(root).and_then(|workspace| {
+        std::env::set_current_dir(workspace.root())?;
+        Ok(workspace)
+    });
+    opened.map_err(|error| {
+        eprintln!("error: open workspace {}: {error}", root.display());
+        ExitCode::from(2)
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -157,12 +193,9 @@ fn run_one_tool(name: &str, arguments: &str, workspace: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let workspace = match Workspace::new(workspace) {
+    let workspace = match enter_workspace(workspace) {
         Ok(workspace) => workspace,
-        Err(error) => {
-            eprintln!("error: open workspace {}: {error}", workspace.display());
-            return ExitCode::from(2);
-        }
+        Err(exit) => return exit,
     };
     let context =
         ToolContext { bash: BashConfig::for_workspace(workspace.root()), workspace, locks: FileLocks::default() };

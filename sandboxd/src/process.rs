@@ -16,7 +16,7 @@ pub(crate) mod test_support;
 mod tests;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -122,6 +122,11 @@ pub struct GroupChild {
     pub stderr: Option<ChildStderr>,
 }
 
+/// The shell for commands and terminals: `/bin/bash`, or `/bin/sh` where there is no bash.
+pub fn default_shell() -> &'static str {
+    if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" }
+}
+
 /// Sends `signal` to every process in the group `pgid`. A group that no longer exists is not an
 /// error: there is nothing left to signal.
 pub fn kill_group(pgid: Pid, signal: Signal) -> Result<(), ProcessError> {
@@ -146,7 +151,10 @@ impl ChildSpec {
     pub fn spawn(&self) -> Result<GroupChild, ProcessError> {
         let program = self.program.to_string_lossy().into_owned();
         let mut command = tokio::process::Command::new(&self.program);
-        command.args(&self.args).current_dir(&self.cwd).process_group(0).kill_on_drop(true);
+        command.args(&self.args).process_group(0).kill_on_drop(true);
+        if !is_process_cwd(&self.cwd) {
+            command.current_dir(&self.cwd);
+        }
         match &self.env {
             Env::Clear { vars } => {
                 command.env_clear().envs(vars.iter().map(|(key, value)| (key, value)));
@@ -179,6 +187,20 @@ impl ChildSpec {
             child,
         })
     }
+}
+
+/// Whether `cwd` is the daemon's own working directory, so that a child can start there without
+/// `current_dir`.
+///
+/// That matters for speed: std starts a child with a working directory through `posix_spawn`
+/// only if it finds `posix_spawn_file_actions_addchdir_np` with `dlsym`, which a static glibc
+/// binary never does, so it falls back to fork + exec and copies the daemon's page tables. The
+/// daemon runs in the workspace root (see `main.rs`), where most children start, and those
+/// children get `posix_spawn` (`clone(CLONE_VM | CLONE_VFORK)`). A working directory that was
+/// removed and created again has another inode, and `getcwd` then names the old one `(deleted)`:
+/// it does not compare equal.
+fn is_process_cwd(cwd: &Path) -> bool {
+    std::env::current_dir().is_ok_and(|process_cwd| process_cwd == cwd)
 }
 
 impl Capture {

@@ -63,7 +63,7 @@ impl BashConfig {
     /// The defaults for a workspace: full outputs go to `<workspace>/.dari/tool-output`, inside
     /// the workspace so that the model can `read` them.
     pub fn for_workspace(root: &Path) -> BashConfig {
-        let shell = if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
+        let shell = crate::process::default_shell();
         BashConfig {
             default_timeout: BashConfig::DEFAULT_TIMEOUT,
             max_timeout: BashConfig::MAX_TIMEOUT,

@@ -9,7 +9,7 @@ use dari_protocol::link::{
     AdvanceResponse, DaemonEvent, ExecOutcome, ExecRequest, FsWatch, Operation, Outcome, PtyOpen, RuntimeStart,
     RuntimeState, RuntimeStatus, Stream, error_code,
 };
-use dari_tests::fake_control::{FakeControl, Link};
+use dari_tests::fake_control::{FakeControl, Link, TOKEN};
 use dari_tests::workspace_root;
 use serde_json::json;
 
@@ -186,6 +186,53 @@ async fn a_terminal_echoes_input_and_reports_its_exit() {
     }
     let exited = link.event(|event| matches!(event, DaemonEvent::PtyExited { .. })).await;
     assert_eq!(exited, DaemonEvent::PtyExited { id: "t1".to_owned(), code: Some(7) });
+}
+
+/// A static binary that asks glibc about a user `/etc/passwd` does not list loads NSS modules at
+/// run time, which crashed the process; the daemon runs as such users in some sandboxes, and
+/// starts without `HOME` or `SHELL` here.
+#[tokio::test]
+async fn a_terminal_opens_for_a_user_that_etc_passwd_does_not_list() {
+    const UNLISTED_UID: u32 = 54_321;
+    let is_root =
+        std::fs::metadata("/proc/self").is_ok_and(|metadata| std::os::unix::fs::MetadataExt::uid(&metadata) == 0);
+    if !is_root {
+        eprintln!("skipped: running the daemon as another user needs root (CI runs as root)");
+        return;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    if passwd.lines().any(|line| line.split(':').nth(2) == Some(&UNLISTED_UID.to_string())) {
+        eprintln!("skipped: /etc/passwd lists uid {UNLISTED_UID}");
+        return;
+    }
+    let workspace = tempfile::tempdir().expect("workspace");
+    std::fs::set_permissions(workspace.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+    let mut control = FakeControl::start().await;
+    let mut daemon = control.spawn_daemon_as(workspace.path(), TOKEN, Some(UNLISTED_UID));
+    let mut link = control.accept().await;
+    link.welcome(0).await;
+    let open = PtyOpen {
+        id: "t1".to_owned(),
+        command: Some(vec!["sh".to_owned(), "-c".to_owned(), "echo home=$HOME shell=$SHELL".to_owned()]),
+        cwd: None,
+        env: BTreeMap::new(),
+        cols: 80,
+        rows: 24,
+    };
+    let _: serde_json::Value = value(link.request("p1", Operation::PtyOpen(open)).await.0);
+    let mut output = String::new();
+    loop {
+        match link.event(|event| matches!(event, DaemonEvent::PtyOutput { .. } | DaemonEvent::PtyExited { .. })).await {
+            DaemonEvent::PtyOutput { data, .. } => output.push_str(&data),
+            exited => {
+                assert_eq!(exited, DaemonEvent::PtyExited { id: "t1".to_owned(), code: Some(0) });
+                break;
+            }
+        }
+    }
+    let shell = if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
+    assert!(output.contains(&format!("home=/ shell={shell}")), "{output:?}");
+    assert_eq!(daemon.terminate().await, Some(0));
 }
 
 #[tokio::test]

@@ -59,17 +59,10 @@ pub struct BuildDirs {
 
 /// Starts a process the benchmark needs (the daemon, `rg`, `git`, `strip`), with no stdin; it is
 /// killed if dropped before it exits.
-pub fn command(program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
-    let mut command = tokio::process::Command::from(blocking_command(program));
-    command.kill_on_drop(true);
-    command
-}
-
-/// [`command`] for code that waits on a thread (`cargo build`).
 #[allow(clippy::disallowed_methods, reason = "the benchmark's one helper that starts processes")]
-pub fn blocking_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
-    let mut command = std::process::Command::new(program);
-    command.stdin(std::process::Stdio::null());
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command.stdin(std::process::Stdio::null()).kill_on_drop(true);
     command
 }
 

@@ -93,9 +93,18 @@ impl FakeControl {
     }
 
     pub fn spawn_daemon_with(&self, workspace: &Path, token: &str) -> DaemonProcess {
+        self.spawn_daemon_as(workspace, token, None)
+    }
+
+    /// Starts the daemon as the user `uid` (which needs root), or as this process's user.
+    pub fn spawn_daemon_as(&self, workspace: &Path, token: &str, uid: Option<u32>) -> DaemonProcess {
         let log = tempfile::NamedTempFile::new().expect("log file");
         #[allow(clippy::disallowed_methods)] // Tests start the real daemon.
-        let child = tokio::process::Command::new(binary("sandboxd"))
+        let mut command = tokio::process::Command::new(binary("sandboxd"));
+        if let Some(uid) = uid {
+            command.uid(uid);
+        }
+        let child = command
             .arg("run")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

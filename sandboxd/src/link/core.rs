@@ -2,7 +2,7 @@
 //! a shutdown signal, the drain deadline). It owns the outbox, the running requests and the
 //! record of finished ones; work runs in spawned tasks that report back through a channel.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -16,12 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::connection::{self, LinkEvent};
+use super::finished::{FINISHED_RECORD_BYTE_BUDGET, FINISHED_RECORD_CAPACITY, FinishedRecord, Recorded};
 use super::ops::{self, Services, WorkEvent};
 use super::outbox::{OUTBOX_BYTE_BUDGET, Outbox};
 use crate::config::DaemonConfig;
 
-/// How many finished requests the daemon remembers, to answer a repeated request id.
-const FINISHED_RECORD_CAPACITY: usize = 4096;
 /// After the drain deadline, how long the outbox may take to flush before the daemon exits.
 const FLUSH_GRACE: Duration = Duration::from_secs(3);
 
@@ -68,13 +67,6 @@ struct Drain {
     cancelled_running: bool,
 }
 
-/// Outcomes of finished requests, oldest forgotten first.
-#[derive(Default)]
-struct FinishedRecord {
-    outcomes: HashMap<String, Outcome>,
-    order: VecDeque<String>,
-}
-
 impl Daemon {
     /// `events` receives what the services report without a request (runtime logs, terminal
     /// output, file changes): the receiving end of the channel given to [`Services::new`].
@@ -87,7 +79,7 @@ impl Daemon {
             outbox: Outbox::new(OUTBOX_BYTE_BUDGET),
             link: Link::Down,
             running: HashMap::new(),
-            finished: FinishedRecord::default(),
+            finished: FinishedRecord::new(FINISHED_RECORD_CAPACITY, FINISHED_RECORD_BYTE_BUDGET),
             tasks: JoinSet::new(),
             work_tx,
             work_rx,
@@ -199,11 +191,17 @@ impl Daemon {
             debug!(request.id = %id, "request is already running; its result will follow");
             return;
         }
-        if let Some(outcome) = self.finished.get(&id) {
+        if let Some(recorded) = self.finished.get(&id) {
             if !self.outbox.holds_result_for(&id) {
                 debug!(request.id = %id, "answering a repeated request from the record");
-                let message = DaemonMessage::Result { request_id: id, outcome: outcome.clone() };
-                self.enqueue(message);
+                let outcome = match recorded {
+                    Recorded::Outcome(outcome) => outcome.clone(),
+                    Recorded::Forgotten => Outcome::error(
+                        error_code::RESULT_FORGOTTEN,
+                        "this request already ran; its result is no longer kept and it is not run again",
+                    ),
+                };
+                self.enqueue(DaemonMessage::Result { request_id: id, outcome });
             }
             return;
         }
@@ -304,22 +302,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-impl FinishedRecord {
-    fn get(&self, id: &str) -> Option<&Outcome> {
-        self.outcomes.get(id)
-    }
-
-    fn insert(&mut self, id: String, outcome: Outcome) {
-        if self.outcomes.insert(id.clone(), outcome).is_none() {
-            self.order.push_back(id);
-        }
-        while self.order.len() > FINISHED_RECORD_CAPACITY {
-            if let Some(oldest) = self.order.pop_front() {
-                self.outcomes.remove(&oldest);
-            }
-        }
     }
 }

@@ -120,9 +120,25 @@ fn approximate_size(message: &DaemonMessage) -> usize {
     OVERHEAD
         + match message {
             DaemonMessage::Chunk { data, .. } => data.len(),
-            DaemonMessage::Result { outcome, .. } => serde_json::to_string(outcome).map_or(0, |text| text.len()),
-            DaemonMessage::Event { event } => serde_json::to_string(event).map_or(0, |text| text.len()),
+            DaemonMessage::Result { outcome, .. } => json_len(outcome),
+            DaemonMessage::Event { event } => json_len(event),
         }
+}
+
+/// The length of `value` as JSON, counted without building the text.
+pub(super) fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value).map_or(0, |()| counter.0)
 }
 
 #[cfg(test)]

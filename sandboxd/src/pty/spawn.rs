@@ -2,13 +2,13 @@
 //! the terminal and write to it, so that nothing blocks the async runtime.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use nix::unistd::{AccessFlags, Pid, access, getuid};
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 use tokio::sync::{mpsc, watch};
 
@@ -70,10 +70,10 @@ pub(super) fn start(
     let reader = pair.master.try_clone_reader().map_err(|error| open_error(error.into()))?;
     let writer = pair.master.take_writer().map_err(|error| open_error(error.into()))?;
 
+    let shell = crate::process::default_shell();
     let mut builder = match command {
         Some(argv) => CommandBuilder::from_argv(argv.into_iter().map(OsString::from).collect()),
         None => {
-            let shell = if Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
             let mut builder = CommandBuilder::new(shell);
             builder.arg("-i");
             builder.env("SHELL", shell);
@@ -90,6 +90,7 @@ pub(super) fn start(
     for (key, value) in env {
         builder.env(key, value);
     }
+    fill_home_and_shell(&mut builder, shell);
     let mut child = pair.slave.spawn_command(builder).map_err(|error| open_error(error.into()))?;
     // Only the child holds the terminal's slave side now, so reading ends when its session does.
     drop(pair.slave);
@@ -112,6 +113,33 @@ pub(super) fn start(
     let (input, requests) = mpsc::channel(8);
     spawn_thread("pty-write", move || write_terminal(writer, requests)).map_err(|error| open_error(error.into()))?;
     Ok(Started { guard, pid, master: pair.master, input, exit, chunks })
+}
+
+/// Gives the command a `HOME` and an executable `SHELL` where its environment lacks them (or
+/// holds them in other than UTF-8). portable-pty would otherwise look both up with `getpwuid`,
+/// and the static daemon must never reach glibc's NSS, which loads modules at run time. The home
+/// comes from `/etc/passwd` read as a plain file, or is `/` when the user is not listed there,
+/// as portable-pty does when `getpwuid` finds nothing; the shell is the daemon's default one.
+/// (`CommandBuilder`'s constructors ask `getpwuid` too when the daemon's own environment has no
+/// `SHELL`; `sandboxd run` sets it at startup.)
+fn fill_home_and_shell(builder: &mut CommandBuilder, shell: &str) {
+    if builder.get_env("HOME").and_then(OsStr::to_str).is_none() {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        builder.env("HOME", passwd_home(&passwd, getuid().as_raw()).unwrap_or("/"));
+    }
+    let usable = |shell: &str| access(Path::new(shell), AccessFlags::X_OK).is_ok();
+    if !builder.get_env("SHELL").and_then(OsStr::to_str).is_some_and(usable) {
+        builder.env("SHELL", shell);
+    }
+}
+
+/// The home directory of `uid` in the text of `/etc/passwd` (`name:password:uid:gid:gecos:home:shell`).
+pub(super) fn passwd_home(passwd: &str, uid: u32) -> Option<&str> {
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        let [_name, _password, entry_uid, _gid, _gecos, home, ..] = fields[..] else { return None };
+        (entry_uid.parse() == Ok(uid) && !home.is_empty()).then_some(home)
+    })
 }
 
 fn resolve_cwd(workspace: &Workspace, id: &str, cwd: Option<&str>) -> Result<PathBuf, PtyError> {

@@ -180,6 +180,40 @@ async fn cwd_and_env_are_applied() {
 }
 
 #[tokio::test]
+async fn a_shell_that_is_not_executable_is_replaced_by_the_default_one() {
+    let _trace = trace_init();
+    let (_dir, workspace) = workspace();
+    let manager = PtyManager::new(workspace);
+    let (sender, mut events) = mpsc::channel(16);
+    let mut open = request("a", &["sh", "-c", "echo shell:$SHELL"]);
+    open.env.insert("SHELL".to_owned(), "/nonexistent/shell".to_owned());
+    manager.open(open, sender).await.expect("open");
+    let (output, _) = read_to_end(&mut events).await;
+    assert!(output.contains("shell:/bin/bash") || output.contains("shell:/bin/sh"), "{output:?}");
+}
+
+#[track_caller]
+fn check_passwd_home(passwd: &str, uid: u32, expect: Option<&str>) {
+    assert_eq!(spawn::passwd_home(passwd, uid), expect, "uid {uid} in {passwd:?}");
+}
+
+#[test]
+fn the_home_comes_from_the_passwd_line_of_the_uid() {
+    let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                  # a comment\n\
+                  daemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n\
+                  broken:x:2\n\
+                  nohome:x:3:3:::/bin/sh\n\
+                  agent:x:1000:1000:Agent,,,:/home/agent:/bin/bash\n";
+    check_passwd_home(passwd, 0, Some("/root"));
+    check_passwd_home(passwd, 1000, Some("/home/agent"));
+    check_passwd_home(passwd, 2, None);
+    check_passwd_home(passwd, 3, None);
+    check_passwd_home(passwd, 4242, None);
+    check_passwd_home("", 0, None);
+}
+
+#[tokio::test]
 async fn close_kills_the_child_and_its_grandchildren() {
     let _trace = trace_init();
     let (_dir, workspace) = workspace();

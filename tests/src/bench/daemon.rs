@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use dari_protocol::link::ControlFrame;
 
 use super::control::{BenchControl, BenchLink};
-use super::{BuildDirs, Samples, blocking_command, command};
-use crate::binaries::sandboxd_target;
+use super::{BuildDirs, Samples, command};
+use crate::binaries::{SANDBOXD_PROFILE, build_static_sandboxd};
 use crate::fake_control::{SANDBOX_ID, TOKEN};
 
 /// How long the daemon sits connected before its idle memory is read.
@@ -50,33 +50,10 @@ pub struct Startup {
     pub idle_rss: Rss,
 }
 
-/// Builds the static `sandboxd` in this benchmark's own profile (release, under `cargo run
-/// --release`) and returns its path.
-///
-/// The test harness's [`crate::binaries::binary`] cannot be used: it finds the profile from a
-/// test executable's path (`target/<profile>/deps/`), and this one is `target/<profile>/`.
+/// Builds the static `sandboxd` as it ships, in the `sandboxd` profile, whatever profile this
+/// benchmark was built in, and returns its path.
 pub fn build(dirs: &BuildDirs) -> anyhow::Result<PathBuf> {
-    let triple = sandboxd_target();
-    let mut cargo = blocking_command(env!("CARGO"));
-    cargo
-        .current_dir(crate::workspace_root())
-        .args(["build", "--quiet", "-p", "dari-sandboxd", "--bin", "sandboxd", "--target", &triple])
-        .env("CARGO_TARGET_DIR", &dirs.target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static");
-    match dirs.profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cargo.arg("--release");
-        }
-        other => {
-            cargo.args(["--profile", other]);
-        }
-    }
-    let status = cargo.status().context("run cargo build")?;
-    if !status.success() {
-        bail!("cargo build of the static sandboxd failed with {status}");
-    }
-    Ok(dirs.target_dir.join(&triple).join(&dirs.profile).join("sandboxd"))
+    build_static_sandboxd(&dirs.target_dir, SANDBOXD_PROFILE)
 }
 
 /// Starts `sandboxd run` against `control_url`, with the default logging and pings.

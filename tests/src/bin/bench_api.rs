@@ -15,13 +15,13 @@
 //!
 //! Exit codes: 0 the table was printed, 1 a benchmark could not run, 2 bad usage.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use dari_bundle::{BundleLimits, pack, select_files};
 use dari_tests::bench::api::{self, ApiTimes};
-use dari_tests::bench::{BuildDirs, RunInfo, Samples, Table, blocking_command, format_duration};
+use dari_tests::bench::{BuildDirs, RunInfo, Samples, Table, format_duration};
+use dari_tests::binaries::build_dari;
 use dari_tests::control::{ControlServer, ENV_TEST_POSTGRES_URL, Engine};
 use dari_tests::workspace_root;
 
@@ -84,7 +84,9 @@ fn parse_count(text: &str) -> Result<usize, String> {
 
 async fn run(config: &BenchConfig) -> anyhow::Result<()> {
     let dirs = BuildDirs::of_current_exe()?;
-    let dari = build_dari(&dirs)?;
+    // Under `cargo run --release` this is the release profile, as a deployment runs.
+    let profile = if dirs.profile == "debug" { "dev" } else { dirs.profile.as_str() };
+    let dari = build_dari(&dirs.target_dir, profile)?;
     let archive = {
         let files = select_files(&workspace_root().join("examples/echo-runtime"), &BundleLimits::DEFAULT)
             .context("select examples/echo-runtime")?;
@@ -139,26 +141,4 @@ fn add_rows(table: &mut Table, engine: &str, times: &ApiTimes) {
         format!("1 client at /healthz p50: {healthz_rate:.0}/s"),
         "-",
     );
-}
-
-/// Builds `dari` in this benchmark's profile and returns its path.
-fn build_dari(dirs: &BuildDirs) -> anyhow::Result<PathBuf> {
-    let mut cargo = blocking_command(env!("CARGO"));
-    cargo
-        .current_dir(workspace_root())
-        .args(["build", "--quiet", "-p", "dari-control", "--bin", "dari"])
-        .env("CARGO_TARGET_DIR", &dirs.target_dir)
-        .env_remove("RUSTFLAGS");
-    match dirs.profile.as_str() {
-        "debug" => {}
-        "release" => {
-            cargo.arg("--release");
-        }
-        other => {
-            cargo.args(["--profile", other]);
-        }
-    }
-    let status = cargo.status().context("run cargo build")?;
-    anyhow::ensure!(status.success(), "cargo build of dari failed with {status}");
-    Ok(dirs.target_dir.join(&dirs.profile).join("dari"))
 }

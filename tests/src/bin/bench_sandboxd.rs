@@ -7,7 +7,7 @@
 //! `--sandboxd PATH` measures that binary instead of building one, for example a build with
 //! other profile settings or with symbols for `perf`.
 //!
-//! In order: build the static release daemon; measure its stripped size; start it `--starts`
+//! In order: build the static daemon as it ships (the `sandboxd` profile); measure its stripped size; start it `--starts`
 //! times (default 20) for exec-to-hello and idle memory; time `--iterations` (default 2,000) tool
 //! round trips of `read` and `bash` beside the WebSocket echo floor and a direct spawn; grep a
 //! generated 200 MB tree `--grep-runs` times (default 5) beside `rg`; print the table.
@@ -25,6 +25,7 @@ use dari_tests::bench::daemon::{self, BinarySize, Startup};
 use dari_tests::bench::grep::{self, GrepTimes, Tree};
 use dari_tests::bench::round_trip::{self, RoundTrips};
 use dari_tests::bench::{BuildDirs, RunInfo, Table, format_duration, format_mib, verdict};
+use dari_tests::binaries::SANDBOXD_PROFILE;
 use dari_tests::workspace_root;
 
 const USAGE: &str = "usage: bench_sandboxd [--iterations N] [--grep-runs N] [--starts N] [--sandboxd PATH]";
@@ -108,7 +109,7 @@ async fn run(config: &BenchConfig) -> anyhow::Result<()> {
     let sandboxd = match &config.sandboxd {
         Some(path) => path.clone(),
         None => {
-            eprintln!("building sandboxd (static, {} profile)", dirs.profile);
+            eprintln!("building sandboxd (static, {SANDBOXD_PROFILE} profile)");
             daemon::build(&dirs)?
         }
     };
@@ -129,7 +130,7 @@ async fn run(config: &BenchConfig) -> anyhow::Result<()> {
     println!("commit:  {}", info.commit);
     match &config.sandboxd {
         Some(path) => println!("daemon:  {} (given)", path.display()),
-        None => println!("daemon:  {} ({} profile)", sandboxd.display(), dirs.profile),
+        None => println!("daemon:  {} ({SANDBOXD_PROFILE} profile)", sandboxd.display()),
     }
     println!();
     let mut table = Table::default();
