@@ -19,8 +19,12 @@
 mod agents;
 mod api_keys;
 mod credentials;
+mod files;
+mod ledger;
+mod messages;
 mod migrate;
 mod orgs;
+mod sessions;
 mod snapshots;
 
 use std::str::FromStr;
@@ -33,7 +37,11 @@ use sqlx::{AnyPool, Executor};
 pub use agents::{AgentRecord, PublishError, PublishTarget, Published, VersionRecord, VersionSource};
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use credentials::CredentialRecord;
+pub use files::NewFile;
+pub use ledger::{Actor, EventRecord, LedgerError, event_id, event_type};
+pub use messages::{Appended, Idempotency, MessageRecord, NewToolResult, NewUserMessage};
 pub use orgs::OrgRecord;
+pub use sessions::{MessageStatus, NewSession, Page, SessionFilter, SessionRecord, SessionStatus};
 pub use snapshots::{NewSnapshot, SnapshotCheck, SnapshotRecord, SnapshotStatus, snapshot_blob_key};
 
 /// The database engine behind a [`Store`].

@@ -89,3 +89,5 @@ async fn credentials_are_per_organization_and_replaced_in_place() {
         assert!(store.list_credentials(&org_a.id).await.expect("list").is_empty());
     }
 }
+
+mod sessions;
