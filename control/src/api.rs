@@ -7,7 +7,11 @@
 
 pub mod api_keys;
 pub mod credentials;
+pub mod events;
+pub mod messages;
 pub mod organizations;
+pub mod sessions;
+pub mod transcript;
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -3,6 +3,7 @@
 //! - [`server`]: the `dari server` process: configuration, bootstrap, serving and shutdown.
 //! - [`http`]: the public `/v1` API (routes, extractors, errors, OpenAPI); [`api`] its wire types.
 //! - [`persistence`]: the database, SQLite or PostgreSQL; the only module that writes SQL.
+//! - [`bus`]: in-process news of ledger writes, for the streams that follow sessions.
 //! - [`blobs`]: snapshot archives, uploaded files and workspace archives.
 //! - [`secrets`]: sealing credentials at rest; API keys and tokens and their hashes.
 //! - [`cli`]: the `dari` commands.
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod blobs;
+pub mod bus;
 pub mod cli;
 pub mod http;
 pub mod ids;

@@ -16,6 +16,10 @@ use super::routes;
         routes::organizations::list, routes::organizations::create,
         routes::api_keys::list, routes::api_keys::create, routes::api_keys::revoke,
         routes::credentials::list, routes::credentials::put, routes::credentials::delete,
+        routes::sessions::create, routes::sessions::get, routes::sessions::list_for_agent, routes::sessions::list,
+        routes::events::send, routes::events::list, routes::stream::stream,
+        routes::messages::send_to_agent, routes::messages::list, routes::messages::get,
+        routes::transcript::get,
     )
 )]
 struct ApiDoc;

@@ -2,11 +2,17 @@
 
 pub(super) mod api_keys;
 pub(super) mod credentials;
+pub(super) mod events;
 mod health;
+pub(super) mod messages;
 pub(super) mod organizations;
+mod pages;
+pub(super) mod sessions;
+pub(super) mod stream;
+pub(super) mod transcript;
 
 use axum::Router;
-use axum::routing::{delete, get, put};
+use axum::routing::{delete, get, post, put};
 
 use super::AppState;
 
@@ -19,4 +25,13 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/organizations/{org_id}/api-keys/{key_id}", delete(api_keys::revoke))
         .route("/v1/organizations/{org_id}/credentials", get(credentials::list))
         .route("/v1/organizations/{org_id}/credentials/{name}", put(credentials::put).delete(credentials::delete))
+        .route("/v1/agents/{agent_id}/sessions", get(sessions::list_for_agent).post(sessions::create))
+        .route("/v1/agents/{agent_id}/messages", post(messages::send_to_agent))
+        .route("/v1/sessions", get(sessions::list))
+        .route("/v1/sessions/{session_id}", get(sessions::get))
+        .route("/v1/sessions/{session_id}/events", get(events::list).post(events::send))
+        .route("/v1/sessions/{session_id}/stream", get(stream::stream))
+        .route("/v1/sessions/{session_id}/messages", get(messages::list))
+        .route("/v1/sessions/{session_id}/transcript", get(transcript::get))
+        .route("/v1/messages/{message_id}", get(messages::get))
 }
