@@ -9,6 +9,7 @@ mod credentials;
 mod deploy;
 mod project;
 mod server;
+mod session;
 mod state;
 mod validate;
 
@@ -69,6 +70,9 @@ pub enum Command {
     /// Manage the organization's stored credentials.
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
+    /// Create sessions of an agent, send them messages, read their events.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
 }
 
 impl Command {
@@ -87,5 +91,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => server::run_dev(args).await,
         Command::ApiKeys(command) => api_keys::run(command, &cli.api).await,
         Command::Credentials(command) => credentials::run(command, &cli.api).await,
+        Command::Session(command) => session::run(command, &cli.api).await,
     }
 }
