@@ -9,5 +9,6 @@ mod deploy_dry_run;
 mod link;
 mod manifest_corpus;
 mod manifest_fuzz;
+mod sessions;
 mod static_binary;
 mod validate;

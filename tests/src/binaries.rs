@@ -25,6 +25,20 @@ pub fn dari(args: &[&str]) -> Output {
     run(binary("dari"), args)
 }
 
+/// Runs `dari` with arguments, the environment `env` (and no other DARI_* configuration), and
+/// `stdin` as its standard input.
+pub fn dari_with(args: &[&str], env: &[(&str, String)], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
+    let mut command = Command::new(binary("dari"));
+    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    without_dari_configuration(&mut command);
+    command.envs(env.iter().map(|(key, value)| (*key, value.as_str())));
+    let mut child = command.spawn().expect("start dari");
+    child.stdin.take().expect("piped stdin").write_all(stdin).expect("write dari's stdin");
+    child.wait_with_output().expect("wait for dari")
+}
+
 pub fn sandboxd(args: &[&str]) -> Output {
     run(binary("sandboxd"), args)
 }
@@ -38,12 +52,17 @@ fn run(program: PathBuf, args: &[&str]) -> Output {
     #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
     let mut command = Command::new(&program);
     command.args(args).stdin(Stdio::null());
+    without_dari_configuration(&mut command);
+    command.output().unwrap_or_else(|error| panic!("run {}: {error}", program.display()))
+}
+
+/// Keeps the test's own DARI_* settings (and CI markers) from reaching the command.
+fn without_dari_configuration(command: &mut Command) {
     for (key, _) in std::env::vars() {
         if key.starts_with("DARI_") || key == "GITHUB_ACTIONS" {
             command.env_remove(key);
         }
     }
-    command.output().unwrap_or_else(|error| panic!("run {}: {error}", program.display()))
 }
 
 fn build_binaries() -> Built {

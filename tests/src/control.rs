@@ -70,12 +70,17 @@ pub struct ControlServer {
 
 impl ControlServer {
     pub async fn start(engine: Engine) -> ControlServer {
+        ControlServer::start_configured(engine, &[]).await
+    }
+
+    /// Starts a server with extra environment, e.g. `[("DARI_STREAM_KEEPALIVE", "200ms")]`.
+    pub async fn start_configured(engine: Engine, env: &[(&str, &str)]) -> ControlServer {
         let data_dir = tempfile::tempdir().expect("a data directory");
         let database_url = match &engine {
             Engine::Sqlite => None,
             Engine::Postgres(admin_url) => Some(fresh_postgres_database(admin_url).await),
         };
-        ControlServer::start_with(engine, data_dir, database_url).await
+        ControlServer::spawn(engine, data_dir, database_url, env).await
     }
 
     /// Starts a server on an existing data directory and database: a restart.
@@ -83,6 +88,15 @@ impl ControlServer {
         engine: Engine,
         data_dir: tempfile::TempDir,
         database_url: Option<String>,
+    ) -> ControlServer {
+        ControlServer::spawn(engine, data_dir, database_url, &[]).await
+    }
+
+    async fn spawn(
+        engine: Engine,
+        data_dir: tempfile::TempDir,
+        database_url: Option<String>,
+        env: &[(&str, &str)],
     ) -> ControlServer {
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open the server log");
@@ -98,6 +112,7 @@ impl ControlServer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
+            .envs(env.iter().copied())
             .kill_on_drop(true);
         if let Some(url) = &database_url {
             command.env("DATABASE_URL", url);
@@ -139,6 +154,20 @@ impl ControlServer {
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The files directly in the data directory (the SQLite database and its journal among
+    /// them) whose bytes contain `needle`: where a secret must never be in plain text.
+    pub fn data_files_containing(&self, needle: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(self.data_dir.path())
+            .expect("read the data directory")
+            .map(|entry| entry.expect("a directory entry").path())
+            .filter(|path| path.is_file())
+            .filter(|path| {
+                let bytes = std::fs::read(path).expect("read a data file");
+                bytes.windows(needle.len()).any(|window| window == needle.as_bytes())
+            })
+            .collect()
     }
 
     /// WARN and ERROR lines of the log that contain none of `allowed`.
@@ -200,6 +229,54 @@ impl ControlServer {
     /// The environment that points `dari` commands at this server with the bootstrap key.
     pub fn cli_env(&self) -> Vec<(&'static str, String)> {
         vec![("DARI_API_URL", self.url.clone()), ("DARI_API_KEY", self.api_key.clone())]
+    }
+}
+
+/// An agent published by [`deploy_project`].
+#[derive(Clone, Debug)]
+pub struct DeployedAgent {
+    pub agent_id: String,
+    pub version_id: String,
+}
+
+/// Publishes `examples/echo-runtime` to `control` as `dari deploy` would.
+pub async fn deploy_echo_agent(control: &ControlServer) -> DeployedAgent {
+    deploy_project(control, &crate::workspace_root().join("examples").join("echo-runtime")).await
+}
+
+/// Publishes the project in `dir` through the API, as `dari deploy` does: reserve a source
+/// snapshot, upload the bundle to the URL the server gives, finalize, and publish by name.
+pub async fn deploy_project(control: &ControlServer, dir: &std::path::Path) -> DeployedAgent {
+    use dari_bundle::BundleLimits;
+    let files = dari_bundle::select_files(dir, &BundleLimits::DEFAULT).expect("select the project's files");
+    let packed = dari_bundle::pack(&files, &BundleLimits::DEFAULT).expect("pack the bundle");
+    let (status, reserved) = control
+        .post(
+            "/v1/source-snapshots",
+            &serde_json::json!({"format": "tar.gz", "sha256": packed.sha256, "size_bytes": packed.size_bytes, "metadata": {"origin": "local_cli"}}),
+        )
+        .await;
+    assert!(status.is_success(), "reserve a snapshot: {status} {reserved}");
+    let snapshot_id =
+        reserved["source_snapshot_id"].as_str().or(reserved["id"].as_str()).expect("a snapshot id").to_owned();
+    let mut upload =
+        control.http.put(reserved["upload_url"].as_str().expect("an upload URL")).body(packed.archive.clone());
+    if let Some(headers) = reserved["upload_headers"].as_object() {
+        for (name, value) in headers {
+            upload = upload.header(name, value.as_str().expect("a header value"));
+        }
+    }
+    let response = upload.send().await.expect("upload the bundle");
+    assert!(response.status().is_success(), "upload: {}", response.status());
+    let (status, finalized) =
+        control.post(&format!("/v1/source-snapshots/{snapshot_id}/finalize"), &serde_json::json!({})).await;
+    assert_eq!(finalized["status"], "ready", "finalize: {status} {finalized}");
+    let (status, published) = control.post("/v1/agents", &serde_json::json!({"source_snapshot_id": snapshot_id})).await;
+    assert!(status.is_success(), "publish: {status} {published}");
+    let field = |names: &[&str]| names.iter().find_map(|name| published[*name].as_str()).map(str::to_owned);
+    DeployedAgent {
+        agent_id: field(&["id", "agent_id"]).expect("an agent id"),
+        version_id: field(&["version_id", "active_version_id"]).expect("a version id"),
     }
 }
 
