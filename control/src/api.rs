@@ -5,12 +5,14 @@
 //! Request types deny unknown fields: on the public API a typo should be an error, not a silently
 //! ignored option.
 
+pub mod agents;
 pub mod api_keys;
 pub mod credentials;
 pub mod events;
 pub mod messages;
 pub mod organizations;
 pub mod sessions;
+pub mod source_snapshots;
 pub mod transcript;
 
 use serde::Serialize;

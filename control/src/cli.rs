@@ -3,11 +3,13 @@
 //! Output follows Dari's conventions: results on stdout (JSON where a program will read them),
 //! progress and problems on stderr. Commands that talk to a server use the public HTTP API only.
 
+mod agent;
 mod api_keys;
 mod client;
 mod credentials;
 mod deploy;
 mod project;
+mod resolve;
 mod server;
 mod session;
 mod state;
@@ -64,6 +66,9 @@ pub enum Command {
     Server(ServerArgs),
     /// Run the control plane for local development: 127.0.0.1, SQLite, and a saved API key.
     Dev(ServerArgs),
+    /// List agents, browse their versions and bundles, delete them.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// Manage the organization's API keys.
     #[command(name = "api-keys", subcommand)]
     ApiKeys(api_keys::ApiKeysCommand),
@@ -89,6 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => deploy::run(&args, &cli.api).await,
         Command::Server(args) => server::run_server(args).await,
         Command::Dev(args) => server::run_dev(args).await,
+        Command::Agent(command) => agent::run(command, &cli.api).await,
         Command::ApiKeys(command) => api_keys::run(command, &cli.api).await,
         Command::Credentials(command) => credentials::run(command, &cli.api).await,
         Command::Session(command) => session::run(command, &cli.api).await,

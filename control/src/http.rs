@@ -48,6 +48,8 @@ pub struct ApiSettings {
     /// The URL clients reach this server at, for URLs the API hands out (upload URLs). `None`:
     /// taken from each request's `Host` header.
     pub public_url: Option<String>,
+    /// True when the server speaks TLS: URLs it makes from a `Host` header use `https`.
+    pub tls: bool,
     /// The largest file `POST /v1/files` accepts.
     pub max_file_bytes: u64,
     /// The largest source snapshot archive.

@@ -65,6 +65,7 @@ impl Server {
         let local_addr = listener.local_addr().context("read the bound address")?;
         let settings = Arc::new(ApiSettings {
             public_url: config.public_url.clone(),
+            tls: false,
             max_file_bytes: config.max_file_bytes,
             max_snapshot_bytes: config.max_snapshot_bytes,
             stream_keepalive: config.stream_keepalive,

@@ -5,6 +5,7 @@ mod architecture;
 mod bundle_extract;
 mod bundle_materialize;
 mod daemon_ops;
+mod deploy;
 mod deploy_dry_run;
 mod link;
 mod manifest_corpus;

@@ -1,7 +1,7 @@
 //! Sessions, their ledger, messages, streams and transcript, through the real `dari server` on
 //! every engine; and the `dari session` commands.
 
-use dari_tests::binaries::dari_with;
+use dari_tests::binaries::dari_with_stdin;
 use dari_tests::control::{ControlServer, DeployedAgent, Engine, deploy_echo_agent, deploy_project};
 use dari_tests::write_tree;
 use reqwest::{Method, StatusCode};
@@ -148,6 +148,17 @@ async fn sessions_pin_the_active_version_keep_secrets_sealed_and_list_newest_fir
         let (status, body) = control.post("/v1/agents/agt_00000000000000000000000000/sessions", &json!({})).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         assert!(body["detail"].as_str().expect("detail").contains("agent agt_00000000000000000000000000 not found"));
+
+        // A deleted agent takes no new session, and its sessions stay readable.
+        let (status, _) = control.delete(&format!("/v1/agents/{}", agent.agent_id)).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = control.post(&base, &json!({})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, body) = control.post(&format!("/v1/agents/{}/messages", agent.agent_id), &text("hi")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (_, still) = control.get(&base).await;
+        assert_eq!(ids(&still, "sessions"), expected);
+        send_text(&control, &session_id, "a session outlives its agent's deletion").await;
 
         // The secret values are nowhere in plain text: not in the log, not in the database file.
         assert!(!control.log().contains(SECRET) && !control.log().contains(LLM_KEY));
@@ -573,7 +584,7 @@ async fn cli(control: &ControlServer, args: &[&str], stdin: &str) -> (Option<i32
     let stdin = stdin.as_bytes().to_vec();
     let output = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        dari_with(&args, &env, &stdin)
+        dari_with_stdin(&args, &env, &stdin)
     })
     .await
     .expect("run dari");
@@ -625,7 +636,7 @@ async fn the_session_commands_create_send_and_read_by_id_or_name() {
     let (code, _, _) = cli(&control, &["session", "create", "--agent", "chooser", "--name", "new"], "").await;
     assert_eq!(code, Some(0));
     let failures: [(&[&str], &str); 5] = [
-        (&["session", "get", "new"], "2 sessions are named \"new\""),
+        (&["session", "get", "new"], "several sessions are named \"new\""),
         (&["session", "create", "--agent", "nobody"], "no agent is named \"nobody\""),
         (&["session", "send", &session_id, "x", "--llm", "fast"], "apply only when `send` creates a session"),
         (&["session", "create", "--agent", "chooser", "--llm", "huge"], "careful, fast"),

@@ -25,15 +25,18 @@ pub fn dari(args: &[&str]) -> Output {
     run(binary("dari"), args)
 }
 
-/// Runs `dari` with arguments, the environment `env` (and no other DARI_* configuration), and
-/// `stdin` as its standard input.
-pub fn dari_with(args: &[&str], env: &[(&str, String)], stdin: &[u8]) -> Output {
+/// Runs `dari` with arguments and these environment variables (and no other DARI_* ones).
+pub fn dari_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    run_with_env(binary("dari"), args, env)
+}
+
+/// Runs `dari` as [`dari_with_env`] does, with `stdin` as its standard input.
+pub fn dari_with_stdin(args: &[&str], env: &[(&str, String)], stdin: &[u8]) -> Output {
     use std::io::Write;
     #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
     let mut command = Command::new(binary("dari"));
     command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    without_dari_configuration(&mut command);
-    command.envs(env.iter().map(|(key, value)| (*key, value.as_str())));
+    set_environment(&mut command, env);
     let mut child = command.spawn().expect("start dari");
     child.stdin.take().expect("piped stdin").write_all(stdin).expect("write dari's stdin");
     child.wait_with_output().expect("wait for dari")
@@ -49,20 +52,25 @@ struct Built {
 }
 
 fn run(program: PathBuf, args: &[&str]) -> Output {
+    run_with_env(program, args, &[])
+}
+
+fn run_with_env(program: PathBuf, args: &[&str], env: &[(&str, String)]) -> Output {
     #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
     let mut command = Command::new(&program);
     command.args(args).stdin(Stdio::null());
-    without_dari_configuration(&mut command);
+    set_environment(&mut command, env);
     command.output().unwrap_or_else(|error| panic!("run {}: {error}", program.display()))
 }
 
-/// Keeps the test's own DARI_* settings (and CI markers) from reaching the command.
-fn without_dari_configuration(command: &mut Command) {
+/// Gives the command `env`, and none of the test's own DARI_* settings (or CI markers).
+fn set_environment(command: &mut Command, env: &[(&str, String)]) {
     for (key, _) in std::env::vars() {
         if key.starts_with("DARI_") || key == "GITHUB_ACTIONS" {
             command.env_remove(key);
         }
     }
+    command.envs(env.iter().map(|(key, value)| (*key, value.as_str())));
 }
 
 fn build_binaries() -> Built {

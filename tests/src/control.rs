@@ -226,6 +226,28 @@ impl ControlServer {
         )
     }
 
+    /// Publishes `archive` (a bundle's tar.gz) through the API's six stages with `api_key` and
+    /// returns the publish response. Panics, naming the stage, if one fails.
+    pub async fn publish_archive(&self, api_key: &str, archive: &[u8]) -> Value {
+        let sha256 = dari_bundle::sha256_hex(archive);
+        let request =
+            |method: Method, path: &str| self.http.request(method, format!("{}{path}", self.url)).bearer_auth(api_key);
+        let reserve = serde_json::json!({"format": "tar.gz", "sha256": sha256, "size_bytes": archive.len(), "metadata": {"origin": "test"}});
+        let (status, reserved) = self.send(request(Method::POST, "/v1/source-snapshots").json(&reserve)).await;
+        assert_eq!(status, StatusCode::CREATED, "reserve: {reserved}");
+        let snapshot_id = reserved["source_snapshot_id"].as_str().expect("a snapshot id");
+        let upload_url = reserved["upload_url"].as_str().expect("an upload URL");
+        let (status, uploaded) = self.send(self.http.put(upload_url).body(archive.to_vec())).await;
+        assert_eq!(status, StatusCode::OK, "upload: {uploaded}");
+        let (status, finalized) =
+            self.send(request(Method::POST, &format!("/v1/source-snapshots/{snapshot_id}/finalize"))).await;
+        assert_eq!((status, &finalized["status"]), (StatusCode::OK, &Value::from("ready")), "finalize: {finalized}");
+        let body = serde_json::json!({"source_snapshot_id": snapshot_id});
+        let (status, published) = self.send(request(Method::POST, "/v1/agents").json(&body)).await;
+        assert!(status.is_success(), "publish: {status} {published}");
+        published
+    }
+
     /// The environment that points `dari` commands at this server with the bootstrap key.
     pub fn cli_env(&self) -> Vec<(&'static str, String)> {
         vec![("DARI_API_URL", self.url.clone()), ("DARI_API_KEY", self.api_key.clone())]
@@ -244,40 +266,21 @@ pub async fn deploy_echo_agent(control: &ControlServer) -> DeployedAgent {
     deploy_project(control, &crate::workspace_root().join("examples").join("echo-runtime")).await
 }
 
-/// Publishes the project in `dir` through the API, as `dari deploy` does: reserve a source
-/// snapshot, upload the bundle to the URL the server gives, finalize, and publish by name.
+/// Publishes the project in `dir` through the API with the bootstrap key, as `dari deploy`
+/// does (see [`ControlServer::publish_archive`]).
 pub async fn deploy_project(control: &ControlServer, dir: &std::path::Path) -> DeployedAgent {
+    let published = control.publish_archive(&control.api_key, &pack_project(dir)).await;
+    DeployedAgent {
+        agent_id: published["agent_id"].as_str().expect("an agent id").to_owned(),
+        version_id: published["version_id"].as_str().expect("a version id").to_owned(),
+    }
+}
+
+/// The source bundle of the project in `dir`, as `dari deploy` packs it.
+pub fn pack_project(dir: &std::path::Path) -> Vec<u8> {
     use dari_bundle::BundleLimits;
     let files = dari_bundle::select_files(dir, &BundleLimits::DEFAULT).expect("select the project's files");
-    let packed = dari_bundle::pack(&files, &BundleLimits::DEFAULT).expect("pack the bundle");
-    let (status, reserved) = control
-        .post(
-            "/v1/source-snapshots",
-            &serde_json::json!({"format": "tar.gz", "sha256": packed.sha256, "size_bytes": packed.size_bytes, "metadata": {"origin": "local_cli"}}),
-        )
-        .await;
-    assert!(status.is_success(), "reserve a snapshot: {status} {reserved}");
-    let snapshot_id =
-        reserved["source_snapshot_id"].as_str().or(reserved["id"].as_str()).expect("a snapshot id").to_owned();
-    let mut upload =
-        control.http.put(reserved["upload_url"].as_str().expect("an upload URL")).body(packed.archive.clone());
-    if let Some(headers) = reserved["upload_headers"].as_object() {
-        for (name, value) in headers {
-            upload = upload.header(name, value.as_str().expect("a header value"));
-        }
-    }
-    let response = upload.send().await.expect("upload the bundle");
-    assert!(response.status().is_success(), "upload: {}", response.status());
-    let (status, finalized) =
-        control.post(&format!("/v1/source-snapshots/{snapshot_id}/finalize"), &serde_json::json!({})).await;
-    assert_eq!(finalized["status"], "ready", "finalize: {status} {finalized}");
-    let (status, published) = control.post("/v1/agents", &serde_json::json!({"source_snapshot_id": snapshot_id})).await;
-    assert!(status.is_success(), "publish: {status} {published}");
-    let field = |names: &[&str]| names.iter().find_map(|name| published[*name].as_str()).map(str::to_owned);
-    DeployedAgent {
-        agent_id: field(&["id", "agent_id"]).expect("an agent id"),
-        version_id: field(&["version_id", "active_version_id"]).expect("a version id"),
-    }
+    dari_bundle::pack(&files, &BundleLimits::DEFAULT).expect("pack the bundle").archive
 }
 
 fn nix_kill(pid: u32, signal: &str) {

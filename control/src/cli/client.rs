@@ -94,6 +94,12 @@ impl ApiClient {
         self.send(self.request(Method::PUT, path).json(body)).await
     }
 
+    /// The underlying HTTP client, for requests without the API key (upload URLs carry their
+    /// own credential).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// A request with the key set, for callers that need more than JSON in and out.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base_url)).bearer_auth(&self.api_key)
@@ -143,6 +149,16 @@ fn unreachable(base_url: &str, error: reqwest::Error) -> anyhow::Error {
 
 /// Prints a JSON value to stdout, pretty, as Dari's CLI does.
 pub fn print_json(value: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value).context("render JSON")?);
-    Ok(())
+    let text = serde_json::to_string_pretty(value).context("render JSON")?;
+    print_stdout(&format!("{text}\n"))
+}
+
+/// Writes to stdout; a reader that went away (`dari … | head`) is not an error.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error).context("write to stdout"),
+        _ => Ok(()),
+    }
 }

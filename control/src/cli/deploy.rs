@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use dari_bundle::{BundleLimits, GitMetadata, Selection, pack};
+use dari_bundle::{BundleLimits, GitMetadata, PackedBundle, Selection, pack};
 use serde_json::{Value, json};
 
-use super::client::ApiArgs;
+use super::client::{ApiArgs, ApiClient, ApiFailure, print_json};
+use super::resolve::resolve_agent;
 use super::state::CliState;
 use super::{DEFAULT_API_URL, ExitCode, project};
 
@@ -64,9 +65,21 @@ pub(crate) async fn run(args: &DeployArgs, api: &ApiArgs) -> anyhow::Result<Exit
     progress(&format!("package: {} files, {} bytes, sha256 {}", packed.file_count, packed.size_bytes, packed.sha256));
     let metadata = snapshot_metadata(&project.root);
     if !args.dry_run {
-        anyhow::bail!(
-            "this build of dari can only plan a deploy; run `dari deploy --dry-run` (publishing to a server comes with the control plane API)"
-        );
+        let client = ApiClient::from_args(api)?;
+        let explicit_agent = match &args.agent_id {
+            Some(agent) => Some(resolve_agent(&client, agent).await?.id),
+            None => None,
+        };
+        let remembered = remembered_agent(&project.root, &client.base_url);
+        let published =
+            publish(&client, &packed, &metadata, explicit_agent.as_deref(), remembered.as_deref(), &progress).await?;
+        if let Some(agent_id) = published["agent_id"].as_str()
+            && let Err(error) = remember_agent(&project.root, &client.base_url, agent_id)
+        {
+            eprintln!("warning: {error:#}");
+        }
+        print_json(&published)?;
+        return Ok(ExitCode::Success);
     }
     if let Some(path) = &args.save_archive {
         std::fs::write(path, &packed.archive).with_context(|| format!("write the archive to {}", path.display()))?;
@@ -104,7 +117,7 @@ pub(crate) async fn run(args: &DeployArgs, api: &ApiArgs) -> anyhow::Result<Exit
             publish,
         ],
     });
-    println!("{}", serde_json::to_string_pretty(&plan).context("render the deploy plan")?);
+    print_json(&plan)?;
     Ok(ExitCode::Success)
 }
 
@@ -129,6 +142,125 @@ fn snapshot_metadata(root: &Path) -> Value {
         metadata.insert("github_run_id".to_owned(), json!(run_id));
     }
     Value::Object(metadata)
+}
+
+/// Stages two to six: reserve, upload, finalize, validate, publish. A snapshot that fails
+/// validation or publishing is deleted.
+async fn publish(
+    client: &ApiClient,
+    packed: &PackedBundle,
+    metadata: &Value,
+    explicit_agent: Option<&str>,
+    remembered_agent: Option<&str>,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<Value> {
+    progress(&format!("reserve: POST {}/v1/source-snapshots", client.base_url));
+    let reserved = client
+        .post(
+            "/v1/source-snapshots",
+            &json!({"format": "tar.gz", "sha256": packed.sha256, "size_bytes": packed.size_bytes, "metadata": metadata}),
+        )
+        .await
+        .context("reserve a source snapshot")?;
+    let snapshot_id =
+        reserved["source_snapshot_id"].as_str().context("the server returned no source_snapshot_id")?.to_owned();
+    let upload_url = reserved["upload_url"].as_str().context("the server returned no upload_url")?;
+    progress(&format!("upload: {} bytes to source snapshot {snapshot_id}", packed.size_bytes));
+    let mut upload = client.http().put(upload_url).body(packed.archive.clone());
+    if let Some(headers) = reserved["upload_headers"].as_object() {
+        for (name, value) in headers {
+            upload = upload.header(name, value.as_str().unwrap_or_default());
+        }
+    }
+    client.send(upload).await.context("upload the archive")?;
+    let outcome = async {
+        progress("finalize: the server checks the archive");
+        let finalized = client.post(&format!("/v1/source-snapshots/{snapshot_id}/finalize"), &json!({})).await?;
+        progress("validate: the server validates dari.yml");
+        let validated = client.get(&format!("/v1/source-snapshots/{snapshot_id}/manifest")).await;
+        if finalized["status"] != "ready" || validated.is_err() {
+            let reason = finalized["failure_reason"].as_str().unwrap_or("the server refused the snapshot").to_owned();
+            return Err(validated
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!(reason))
+                .context("the server's validation failed"));
+        }
+        let body = json!({"source_snapshot_id": snapshot_id});
+        let published = match (explicit_agent, remembered_agent) {
+            (Some(agent_id), _) => publish_to(client, agent_id, &body, progress).await?,
+            (None, Some(agent_id)) => match publish_to(client, agent_id, &body, progress).await {
+                // The agent this project last deployed to was deleted: publish by name instead.
+                Err(error)
+                    if error.downcast_ref::<ApiFailure>().is_some_and(|failure| failure.status.as_u16() == 404) =>
+                {
+                    progress(&format!("publish: agent {agent_id} is gone; publishing by name"));
+                    client.post("/v1/agents", &body).await?
+                }
+                other => other?,
+            },
+            (None, None) => {
+                progress("publish: POST /v1/agents (a new agent, or a new version of the agent with this name)");
+                client.post("/v1/agents", &body).await?
+            }
+        };
+        anyhow::Ok(published)
+    }
+    .await;
+    let published = match outcome {
+        Ok(published) => published,
+        Err(error) => {
+            if let Err(cleanup) = client.delete(&format!("/v1/source-snapshots/{snapshot_id}")).await {
+                eprintln!("warning: delete source snapshot {snapshot_id}: {cleanup:#}");
+            }
+            return Err(error);
+        }
+    };
+    progress(&format!(
+        "published version {} of agent {} ({})",
+        published["version_number"],
+        published["name"].as_str().unwrap_or("?"),
+        published["agent_id"].as_str().unwrap_or("?")
+    ));
+    Ok(json!({
+        "agent_id": published["agent_id"],
+        "name": published["name"],
+        "version_id": published["version_id"],
+        "version_number": published["version_number"],
+        "created": published["created"],
+        "agent_url": published["agent_url"],
+        "source_snapshot_id": snapshot_id,
+        "sha256": packed.sha256,
+        "size_bytes": packed.size_bytes,
+    }))
+}
+
+async fn publish_to(
+    client: &ApiClient,
+    agent_id: &str,
+    body: &Value,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<Value> {
+    progress(&format!("publish: POST /v1/agents/{agent_id}/versions"));
+    client.post(&format!("/v1/agents/{agent_id}/versions"), body).await
+}
+
+/// Records the agent this project deployed to on `api_url`, in `.dari/deploy-state.json`.
+fn remember_agent(root: &Path, api_url: &str, agent_id: &str) -> anyhow::Result<()> {
+    let path = root.join(DEPLOY_STATE_FILE);
+    let mut state: Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    if !state["agents"].is_object() {
+        state["agents"] = json!({});
+    }
+    state["agents"][api_url] = json!(agent_id);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    }
+    let text = serde_json::to_string_pretty(&state).context("render the deploy state")?;
+    std::fs::write(&path, format!("{text}\n")).with_context(|| format!("remember the agent in {}", path.display()))
 }
 
 /// The agent id an earlier deploy of this project to `api_url` recorded.

@@ -1,8 +1,7 @@
 //! `dari session create|get|list|send|events`: sessions of an agent, through the public API.
 //!
-//! Agents and sessions are named by id (`agt_…`, `sess_…`) or by name; a name is resolved with
-//! `GET /v1/agents` and the session lists, and a name that several share is refused with their
-//! ids.
+//! Agents and sessions are named by id (`agt_…`, `sess_…`) or by name; a session's name is
+//! resolved with the session lists, and a name that several share is refused with their ids.
 
 use std::io::Read;
 
@@ -12,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::ExitCode;
 use super::client::{ApiArgs, ApiClient, print_json};
-use crate::ids::{looks_like, prefix};
+use super::resolve::{all_sessions, resolve_agent, resolve_session};
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
@@ -101,7 +100,7 @@ pub(crate) async fn run(command: SessionCommand, api: &ApiArgs) -> anyhow::Resul
     let client = ApiClient::from_args(api)?;
     let output = match command {
         SessionCommand::Create { agent, options } => {
-            let agent_id = resolve_agent(&client, &agent).await?;
+            let agent_id = resolve_agent(&client, &agent).await?.id;
             client.post(&format!("/v1/agents/{agent_id}/sessions"), &Value::Object(options.body()?)).await?
         }
         SessionCommand::Get { session, agent } => {
@@ -109,7 +108,7 @@ pub(crate) async fn run(command: SessionCommand, api: &ApiArgs) -> anyhow::Resul
             client.get(&format!("/v1/sessions/{session_id}")).await?
         }
         SessionCommand::List { agent } => {
-            let agent_id = resolve_agent(&client, &agent).await?;
+            let agent_id = resolve_agent(&client, &agent).await?.id;
             json!({"sessions": all_sessions(&client, &format!("/v1/agents/{agent_id}/sessions")).await?})
         }
         SessionCommand::Send { session, text, stdin, agent, options } => {
@@ -159,7 +158,7 @@ async fn send(
             client.post(&format!("/v1/sessions/{session_id}/events"), &message).await
         }
         (None, Some(agent)) => {
-            let agent_id = resolve_agent(client, agent).await?;
+            let agent_id = resolve_agent(client, agent).await?.id;
             let mut body = message;
             let session = options.body()?;
             if !session.is_empty() {
@@ -219,63 +218,5 @@ impl SessionOptions {
             body.insert("internet_access".to_owned(), json!(self.internet_access));
         }
         Ok(body)
-    }
-}
-
-/// An agent's id, from its id or its name.
-async fn resolve_agent(client: &ApiClient, agent: &str) -> anyhow::Result<String> {
-    if looks_like(agent, prefix::AGENT) {
-        return Ok(agent.to_owned());
-    }
-    let listed = client.get("/v1/agents").await?;
-    let agents = listed["agents"].as_array().context("the server's agent list has no `agents`")?;
-    unique_id(agents, agent, "agent", "`dari agent list` shows the agents")
-}
-
-/// A session's id, from its id or its name (among the agent's sessions, or all of them).
-async fn resolve_session(client: &ApiClient, session: &str, agent: Option<&str>) -> anyhow::Result<String> {
-    if looks_like(session, prefix::SESSION) {
-        return Ok(session.to_owned());
-    }
-    let path = match agent {
-        Some(agent) => format!("/v1/agents/{}/sessions", resolve_agent(client, agent).await?),
-        None => "/v1/sessions".to_owned(),
-    };
-    unique_id(&all_sessions(client, &path).await?, session, "session", "`dari session list --agent AGENT` shows them")
-}
-
-/// Every session of a list, page by page.
-async fn all_sessions(client: &ApiClient, path: &str) -> anyhow::Result<Vec<Value>> {
-    let mut sessions = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let query = match &after {
-            Some(cursor) => format!("?limit=1000&after={cursor}"),
-            None => "?limit=1000".to_owned(),
-        };
-        let page = client.get(&format!("{path}{query}")).await?;
-        sessions.extend(
-            page["sessions"].as_array().context("the server's session list has no `sessions`")?.iter().cloned(),
-        );
-        match page["next_cursor"].as_str() {
-            Some(cursor) if page["has_more"] == json!(true) => after = Some(cursor.to_owned()),
-            _ => return Ok(sessions),
-        }
-    }
-}
-
-/// The id of the one item named `name`.
-fn unique_id(items: &[Value], name: &str, kind: &str, hint: &str) -> anyhow::Result<String> {
-    let ids: Vec<&str> = items
-        .iter()
-        .filter(|item| item["name"].as_str() == Some(name))
-        .filter_map(|item| item["id"].as_str())
-        .collect();
-    match ids.as_slice() {
-        [id] => Ok((*id).to_owned()),
-        [] => anyhow::bail!("no {kind} is named {name:?}; {hint}"),
-        several => {
-            anyhow::bail!("{} {kind}s are named {name:?}: {}; name one by id", several.len(), several.join(", "))
-        }
     }
 }

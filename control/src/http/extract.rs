@@ -2,9 +2,11 @@
 //! strings whose errors read as [`ApiError`]s.
 
 mod auth;
+mod base_url;
 mod json;
 mod query;
 
 pub use auth::Caller;
+pub use base_url::BaseUrl;
 pub use json::ApiJson;
 pub use query::ApiQuery;

@@ -1,5 +1,6 @@
 //! The route table: every path of the public API and the handler that serves it.
 
+pub(super) mod agents;
 pub(super) mod api_keys;
 pub(super) mod credentials;
 pub(super) mod events;
@@ -8,10 +9,13 @@ pub(super) mod messages;
 pub(super) mod organizations;
 mod pages;
 pub(super) mod sessions;
+pub(super) mod source_snapshots;
 pub(super) mod stream;
 pub(super) mod transcript;
+pub(super) mod versions;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 
 use super::AppState;
@@ -25,6 +29,21 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/organizations/{org_id}/api-keys/{key_id}", delete(api_keys::revoke))
         .route("/v1/organizations/{org_id}/credentials", get(credentials::list))
         .route("/v1/organizations/{org_id}/credentials/{name}", put(credentials::put).delete(credentials::delete))
+        .route("/v1/source-snapshots", post(source_snapshots::reserve))
+        .route("/v1/source-snapshots/{snapshot_id}", get(source_snapshots::get).delete(source_snapshots::delete))
+        // The upload handler enforces the snapshot's own declared size instead of the JSON limit.
+        .route(
+            "/v1/source-snapshots/{snapshot_id}/upload",
+            put(source_snapshots::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/source-snapshots/{snapshot_id}/finalize", post(source_snapshots::finalize))
+        .route("/v1/source-snapshots/{snapshot_id}/manifest", get(source_snapshots::manifest))
+        .route("/v1/agents", get(agents::list).post(agents::create))
+        .route("/v1/agents/{agent_id}", get(agents::get).delete(agents::delete))
+        .route("/v1/agents/{agent_id}/versions", get(versions::list).post(agents::publish_version))
+        .route("/v1/agents/{agent_id}/versions/{version_id}", get(versions::get))
+        .route("/v1/agents/{agent_id}/versions/{version_id}/bundle", get(versions::bundle))
+        .route("/v1/agents/{agent_id}/versions/{version_id}/bundle/file", get(versions::file))
         .route("/v1/agents/{agent_id}/sessions", get(sessions::list_for_agent).post(sessions::create))
         .route("/v1/agents/{agent_id}/messages", post(messages::send_to_agent))
         .route("/v1/sessions", get(sessions::list))

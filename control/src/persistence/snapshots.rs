@@ -65,6 +65,8 @@ pub struct SnapshotRecord {
     pub manifest: Option<String>,
     /// The bundle's files (JSON array), once ready.
     pub files: Option<String>,
+    /// The validation's diagnostics (JSON array), once finalized.
+    pub diagnostics: Option<String>,
     pub created_at: i64,
     pub finalized_at: Option<i64>,
     pub deleted_at: Option<i64>,
@@ -85,12 +87,12 @@ pub struct NewSnapshot<'a> {
 /// The outcome of checking an uploaded archive.
 #[derive(Debug)]
 pub enum SnapshotCheck {
-    Ready { manifest: String, files: String },
-    Failed { reason: String },
+    Ready { manifest: String, files: String, diagnostics: String },
+    Failed { reason: String, diagnostics: String },
 }
 
 const COLUMNS: &str = "id, org_id, format, sha256, size_bytes, metadata, status, failure_reason, upload_token_hash, \
-                       upload_expires_at, manifest, files, created_at, finalized_at, deleted_at";
+                       upload_expires_at, manifest, files, diagnostics, created_at, finalized_at, deleted_at";
 
 impl Store {
     pub async fn reserve_snapshot(&self, new: &NewSnapshot<'_>) -> anyhow::Result<SnapshotRecord> {
@@ -148,17 +150,23 @@ impl Store {
 
     /// Records the outcome of checking an uploaded snapshot.
     pub async fn finalize_snapshot(&self, snapshot_id: &str, check: &SnapshotCheck) -> anyhow::Result<()> {
-        let (status, reason, manifest, files) = match check {
-            SnapshotCheck::Ready { manifest, files } => (SnapshotStatus::Ready, None, Some(manifest), Some(files)),
-            SnapshotCheck::Failed { reason } => (SnapshotStatus::Failed, Some(reason), None, None),
+        let (status, reason, manifest, files, diagnostics) = match check {
+            SnapshotCheck::Ready { manifest, files, diagnostics } => {
+                (SnapshotStatus::Ready, None, Some(manifest), Some(files), diagnostics)
+            }
+            SnapshotCheck::Failed { reason, diagnostics } => {
+                (SnapshotStatus::Failed, Some(reason), None, None, diagnostics)
+            }
         };
         sqlx::query(
-            "UPDATE source_snapshots SET status = $1, failure_reason = $2, manifest = $3, files = $4, finalized_at = $5 WHERE id = $6",
+            "UPDATE source_snapshots SET status = $1, failure_reason = $2, manifest = $3, files = $4, diagnostics = $5, finalized_at = $6
+             WHERE id = $7",
         )
         .bind(status.as_str())
         .bind(reason)
         .bind(manifest)
         .bind(files)
+        .bind(diagnostics)
         .bind(now_millis())
         .bind(snapshot_id)
         .execute(self.writer())
@@ -198,6 +206,7 @@ fn snapshot_from_row(row: &AnyRow) -> anyhow::Result<SnapshotRecord> {
         upload_expires_at: row.try_get("upload_expires_at")?,
         manifest: row.try_get("manifest")?,
         files: row.try_get("files")?,
+        diagnostics: row.try_get("diagnostics")?,
         created_at: row.try_get("created_at")?,
         finalized_at: row.try_get("finalized_at")?,
         deleted_at: row.try_get("deleted_at")?,

@@ -48,9 +48,11 @@ CREATE TABLE source_snapshots (
     failure_reason TEXT,
     upload_token_hash TEXT NOT NULL,
     upload_expires_at BIGINT NOT NULL,
-    -- After finalize: the validated manifest (JSON) and the bundle's file list (JSON).
+    -- After finalize: the validated manifest (JSON), the bundle's file list (JSON), and the
+    -- validation's diagnostics (JSON; errors when failed, warnings when ready).
     manifest TEXT,
     files TEXT,
+    diagnostics TEXT,
     created_at BIGINT NOT NULL,
     finalized_at BIGINT,
     deleted_at BIGINT

@@ -31,7 +31,8 @@ async fn org_with_agent(store: &Store, org_name: &str) -> (String, AgentRecord, 
         .await
         .expect("reserve");
     store.mark_snapshot_uploaded(&snapshot.id).await.expect("uploaded");
-    let check = SnapshotCheck::Ready { manifest: manifest.clone(), files: "[]".to_owned() };
+    let check =
+        SnapshotCheck::Ready { manifest: manifest.clone(), files: "[]".to_owned(), diagnostics: "[]".to_owned() };
     store.finalize_snapshot(&snapshot.id, &check).await.expect("finalize");
     let source = VersionSource {
         snapshot_id: &snapshot.id,
