@@ -4,22 +4,14 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::agents::Agent;
 use super::sessions::Session;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Transcript {
-    pub agent: TranscriptAgent,
+    pub agent: Agent,
     pub session: Session,
     pub timeline: Timeline,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TranscriptAgent {
-    pub id: String,
-    pub name: String,
-    pub active_version_id: Option<String>,
-    pub created_at: String,
-    pub deleted_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

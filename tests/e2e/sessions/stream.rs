@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use dari_tests::control::{ControlServer, Engine, deploy_echo_agent};
+use dari_tests::control::{ControlServer, Engine, deploy_echo_agent, pack_project};
 use dari_tests::sse::{SseMessage, SseReader};
+use dari_tests::workspace_root;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -116,7 +117,7 @@ async fn the_stream_replays_follows_and_resumes_without_loss_or_duplicates() {
 async fn streams_are_bounded_per_organization_and_end_when_the_server_stops() {
     let mut control = ControlServer::start_configured(
         Engine::Sqlite,
-        &[("DARI_MAX_STREAMS_PER_ORG", "2"), ("DARI_STREAM_KEEPALIVE", "100ms")],
+        &[("DARI_MAX_STREAMS_PER_ORG", "2"), ("DARI_MAX_STREAMS", "3"), ("DARI_STREAM_KEEPALIVE", "100ms")],
     )
     .await;
     let agent = deploy_echo_agent(&control).await;
@@ -128,6 +129,25 @@ async fn streams_are_bounded_per_organization_and_end_when_the_server_stops() {
     let (status, body) = control.get(&path).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert!(body["detail"].as_str().expect("detail").contains("2 event streams open"), "{body}");
+
+    // Another organization has its own share, within the server's total of three.
+    let (_, other_key) = control.create_org("tenant-b").await;
+    let echo = workspace_root().join("examples").join("echo-runtime");
+    let published = control.publish_archive(&other_key, &pack_project(&echo)).await;
+    let as_other = |method: Method, path: &str| {
+        control.http.request(method, format!("{}{path}", control.url)).bearer_auth(&other_key)
+    };
+    let (status, theirs) = control
+        .send(as_other(Method::POST, &format!("/v1/agents/{}/sessions", published["agent_id"].as_str().expect("id"))))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{theirs}");
+    let their_path = format!("/v1/sessions/{}/stream", theirs["id"].as_str().expect("id"));
+    let their_stream = as_other(Method::GET, &their_path).send().await.expect("answer");
+    assert_eq!(their_stream.status(), StatusCode::OK);
+    let (status, body) = control.send(as_other(Method::GET, &their_path)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["detail"].as_str().expect("detail").contains("the server has 3 event streams open"), "{body}");
+    drop(their_stream);
 
     // A closed stream frees its place once the server notices (at its next keep-alive).
     drop(first);

@@ -29,7 +29,17 @@ where
         if declared_length.is_some_and(|length| length > crate::http::JSON_BODY_LIMIT as u64) {
             return Err(too_large());
         }
-        match <axum::Json<T> as FromRequest<S>>::from_request(request, state).await {
+        if !is_json(request.headers()) {
+            return Err(json_error(JsonRejection::MissingJsonContentType(Default::default())));
+        }
+        let bytes = read_body(request, state).await?;
+        // serde reads a struct from an array too (its fields by position): every body we take is
+        // an object, so anything else is refused before it can pass for one.
+        let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+        if first != Some(&b'{') && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
+            return Err(ApiError::unprocessable("invalid request body: invalid type: send a JSON object ({…})"));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_error(rejection)),
         }
@@ -49,19 +59,32 @@ where
         if request.headers().contains_key(axum::http::header::CONTENT_TYPE) {
             return <ApiJson<T> as FromRequest<S>>::from_request(request, state).await.map(Some);
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                ApiError::BadRequest(format!("read request body: {}", rejection.body_text()))
-            }
-        })?;
+        let bytes = read_body(request, state).await?;
         if bytes.is_empty() {
             Ok(None)
         } else {
             Err(json_error(JsonRejection::MissingJsonContentType(Default::default())))
         }
     }
+}
+
+/// True for `Content-Type: application/json` and `application/…+json`, parameters allowed.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(content_type) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::BadRequest(format!("read request body: {}", rejection.body_text()))
+        }
+    })
 }
 
 fn json_error(rejection: JsonRejection) -> ApiError {

@@ -19,6 +19,7 @@ use crate::http::extract::{ApiJson, ApiQuery, Caller};
 use crate::ids::{looks_like, new_id, prefix};
 use crate::persistence::{NewSession, SessionFilter, SessionRecord};
 
+use super::agents::any_agent;
 use super::pages::{self, PageQuery};
 
 const MAX_METADATA_ENTRIES: usize = 64;
@@ -103,9 +104,7 @@ pub(crate) async fn list_for_agent(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<SessionList>> {
     // Sessions of a deleted agent stay listed: the agent's history is kept.
-    if state.store.agent(&caller.org_id, &agent_id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("agent {agent_id} not found")));
-    }
+    any_agent(&state, &caller, &agent_id).await?;
     let filter = SessionFilter { agent_id: Some(&agent_id), metadata: Vec::new() };
     list_page(&state, &caller, &filter, page.after.as_deref(), page.limit).await
 }
@@ -168,12 +167,10 @@ pub(super) async fn plan_session(
     agent_id: &str,
     request: CreateSession,
 ) -> ApiResult<SessionPlan> {
-    let agent = state
-        .store
-        .agent(&caller.org_id, agent_id)
-        .await?
-        .filter(|agent| agent.deleted_at.is_none())
-        .ok_or_else(|| ApiError::NotFound(format!("agent {agent_id} not found")))?;
+    let agent = any_agent(state, caller, agent_id).await?;
+    if agent.deleted_at.is_some() {
+        return Err(ApiError::NotFound(format!("agent {agent_id} not found (it was deleted)")));
+    }
     let version_id = agent.active_version_id.ok_or_else(|| {
         ApiError::Conflict(format!("agent {agent_id} has no version yet; publish one with `dari deploy`"))
     })?;

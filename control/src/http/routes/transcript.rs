@@ -10,13 +10,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::Value;
 
-use crate::api::transcript::{Timeline, TimelineItem, Transcript, TranscriptAgent};
-use crate::api::{ErrorBody, optional_timestamp, timestamp};
+use crate::api::transcript::{Timeline, TimelineItem, Transcript};
+use crate::api::{ErrorBody, timestamp};
 use crate::http::AppState;
-use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::Caller;
+use crate::http::error::ApiResult;
+use crate::http::extract::{BaseUrl, Caller};
 use crate::persistence::{EventRecord, event_type};
 
+use super::agents::{self, any_agent};
 use super::sessions::{find, session};
 
 /// How many events the transcript reads at a time.
@@ -28,12 +29,11 @@ const READ_BATCH: i64 = 1000;
 pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
+    BaseUrl(base_url): BaseUrl,
     Path(session_id): Path<String>,
 ) -> ApiResult<Json<Transcript>> {
     let record = find(&state, &caller, &session_id).await?;
-    let agent = state.store.agent(&caller.org_id, &record.agent_id).await?.ok_or_else(|| {
-        ApiError::Internal(anyhow::anyhow!("agent {} of session {session_id} is missing", record.agent_id))
-    })?;
+    let agent = any_agent(&state, &caller, &record.agent_id).await?;
     let mut builder = TimelineBuilder::default();
     let mut after = 0;
     loop {
@@ -45,13 +45,7 @@ pub(crate) async fn get(
         }
     }
     Ok(Json(Transcript {
-        agent: TranscriptAgent {
-            id: agent.id,
-            name: agent.name,
-            active_version_id: agent.active_version_id,
-            created_at: timestamp(agent.created_at),
-            deleted_at: optional_timestamp(agent.deleted_at),
-        },
+        agent: agents::agent(&base_url, agent),
         session: session(record),
         timeline: Timeline { items: builder.finish() },
     }))
