@@ -9,6 +9,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod credentials;
 pub mod events;
+pub mod files;
 pub mod messages;
 pub mod organizations;
 pub mod sessions;

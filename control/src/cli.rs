@@ -8,6 +8,7 @@ mod api_keys;
 mod client;
 mod credentials;
 mod deploy;
+mod files;
 mod project;
 mod resolve;
 mod server;
@@ -78,6 +79,9 @@ pub enum Command {
     /// Create sessions of an agent, send them messages, read their events.
     #[command(subcommand)]
     Session(session::SessionCommand),
+    /// Upload files for `file` and `image` content blocks.
+    #[command(subcommand)]
+    Files(files::FilesCommand),
 }
 
 impl Command {
@@ -98,5 +102,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ApiKeys(command) => api_keys::run(command, &cli.api).await,
         Command::Credentials(command) => credentials::run(command, &cli.api).await,
         Command::Session(command) => session::run(command, &cli.api).await,
+        Command::Files(command) => files::run(command, &cli.api).await,
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use tokio::net::TcpListener;
+use axum::serve::Listener;
 use tokio_util::sync::CancellationToken;
 
 use crate::blobs::BlobStore;
@@ -63,16 +63,20 @@ pub struct ApiSettings {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    routes::router().layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)).with_state(state)
+    routes::router(&state.settings).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)).with_state(state)
 }
 
-/// Serves `router` on an already bound listener until `shutdown` completes, then finishes the
-/// requests in flight.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves `router` on an already bound listener (TCP, or TLS over TCP) until `shutdown`
+/// completes, then finishes the requests in flight.
+pub async fn serve<L>(
+    listener: L,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

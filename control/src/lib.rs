@@ -5,6 +5,8 @@
 //! - [`persistence`]: the database, SQLite or PostgreSQL; the only module that writes SQL.
 //! - [`bus`]: in-process news of ledger writes, for the streams that follow sessions.
 //! - [`blobs`]: snapshot archives, uploaded files and workspace archives.
+//! - [`files`]: what an uploaded file's name and content type may be.
+//! - [`workspaces`]: a session's workspace archive (tar.gz) served as a zip.
 //! - [`secrets`]: sealing credentials at rest; API keys and tokens and their hashes.
 //! - [`cli`]: the `dari` commands.
 //!
@@ -17,8 +19,10 @@ pub mod api;
 pub mod blobs;
 pub mod bus;
 pub mod cli;
+pub mod files;
 pub mod http;
 pub mod ids;
 pub mod persistence;
 pub mod secrets;
 pub mod server;
+pub mod workspaces;

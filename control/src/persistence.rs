@@ -7,6 +7,7 @@
 //! - Agents and their versions, each version pinned to a snapshot with its validated manifest.
 //! - Sessions, and per session an append-only ledger of events and the messages derived from it.
 //! - Uploaded files' metadata; the bytes live in the blob store.
+//! - Per session, a record of its last workspace archive; the archive lives in the blob store.
 //!
 //! ## Two engines, one schema
 //!
@@ -26,6 +27,7 @@ mod migrate;
 mod orgs;
 mod sessions;
 mod snapshots;
+mod workspaces;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,12 +39,13 @@ use sqlx::{AnyPool, Executor};
 pub use agents::{AgentRecord, PublishError, PublishTarget, Published, VersionRecord, VersionSource};
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use credentials::CredentialRecord;
-pub use files::NewFile;
+pub use files::{FileBlock, FileRecord, FileReferenceError, NewFile, file_blob_key};
 pub use ledger::{Actor, EventRecord, LedgerError, event_id, event_type};
 pub use messages::{Appended, Idempotency, MessageRecord, NewToolResult, NewUserMessage};
 pub use orgs::OrgRecord;
 pub use sessions::{MessageStatus, NewSession, Page, SessionFilter, SessionRecord, SessionStatus};
 pub use snapshots::{NewSnapshot, SnapshotCheck, SnapshotRecord, SnapshotStatus, snapshot_blob_key};
+pub use workspaces::{SessionWorkspace, WorkspaceArchiveRecord, workspace_blob_key};
 
 /// The database engine behind a [`Store`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

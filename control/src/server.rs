@@ -1,12 +1,13 @@
 //! `dari server`: the control plane as a process.
 //!
-//! Its lifecycle, in order: read the configuration (no port bound yet); open the data directory,
-//! the master key and the database (migrating it); bootstrap an organization and an admin key
-//! when the database is empty; bind the listener; serve until a shutdown signal; finish the
-//! requests in flight within a grace period; close the database.
+//! Its lifecycle, in order: read the configuration and the TLS certificate, if any (no port bound
+//! yet); open the data directory, the master key and the database (migrating it); bootstrap an
+//! organization and an admin key when the database is empty; bind the listener; serve until a
+//! shutdown signal; finish the requests in flight within a grace period; close the database.
 
 mod bootstrap;
 mod config;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::persistence::Store;
 use crate::secrets::MasterKey;
 
 pub use bootstrap::{BOOTSTRAP_KEY_FILE, Bootstrap};
-pub use config::{ServerArgs, ServerConfig};
+pub use config::{ServerArgs, ServerConfig, TlsConfig};
 
 /// How long requests in flight may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -32,6 +33,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    /// HTTPS when set.
+    tls: Option<Arc<rustls::ServerConfig>>,
     state: AppState,
     pub local_addr: SocketAddr,
     /// The organization and key made on this start, when the database was empty.
@@ -41,6 +44,7 @@ pub struct Server {
 impl Server {
     /// Opens everything the server needs and binds its address.
     pub async fn start(config: &ServerConfig) -> anyhow::Result<Server> {
+        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("create data directory {}", config.data_dir.display()))?;
         let master_key = match &config.master_key {
@@ -65,7 +69,7 @@ impl Server {
         let local_addr = listener.local_addr().context("read the bound address")?;
         let settings = Arc::new(ApiSettings {
             public_url: config.public_url.clone(),
-            tls: false,
+            tls: tls.is_some(),
             max_file_bytes: config.max_file_bytes,
             max_snapshot_bytes: config.max_snapshot_bytes,
             stream_keepalive: config.stream_keepalive,
@@ -73,21 +77,32 @@ impl Server {
         });
         let bus = EventBus::new(config.stream_limits);
         let state = AppState { store, blobs, master_key, settings, bus, shutdown: CancellationToken::new() };
-        Ok(Server { listener, state, local_addr, bootstrap })
+        Ok(Server { listener, tls, state, local_addr, bootstrap })
+    }
+
+    /// The URL the server answers on: `https://…` with TLS, `http://…` without.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
     }
 
     /// Serves until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Server { listener, state, .. } = self;
+        let Server { listener, tls, state, .. } = self;
         let store = state.store.clone();
         let streams_end = state.shutdown.clone();
+        let router = http::router(state);
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(http::serve(listener, http::router(state), async move {
+        let shutdown = async move {
             shutdown.await;
             // Event streams never finish on their own: end them, so that the drain can.
             streams_end.cancel();
             let _ = drain_tx.send(());
-        }));
+        };
+        let serving = match tls {
+            None => tokio::spawn(http::serve(listener, router, shutdown)),
+            Some(tls) => tokio::spawn(http::serve(tls::TlsListener::new(listener, tls)?, router, shutdown)),
+        };
         tokio::pin!(serving);
         let result = tokio::select! {
             result = &mut serving => result,

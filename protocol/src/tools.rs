@@ -17,6 +17,28 @@ pub enum ContentBlock {
     },
 }
 
+/// The image types a model can see: what `image` blocks carry, in tool results and in messages.
+pub const IMAGE_MIME_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// How many leading bytes [`image_mime_type`] needs to tell every type apart.
+pub const IMAGE_SNIFF_BYTES: usize = 12;
+
+/// The image type that `head`, a file's first bytes, starts with. Images are recognised by their
+/// magic numbers, never by a name or a declared type (as in pi).
+pub fn image_mime_type(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if head.len() >= IMAGE_SNIFF_BYTES && head.starts_with(b"RIFF") && &head[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
 /// The outcome of one tool call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolResult {

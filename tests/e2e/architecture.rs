@@ -43,3 +43,30 @@ fn sandboxd_knows_nothing_about_sql_or_the_public_api() {
     forbidden.extend_from_slice(SERVER_HTTP);
     check_absent("dari-sandboxd", &forbidden);
 }
+
+#[test]
+fn nothing_outside_persistence_writes_sql() {
+    fn visit(dir: &std::path::Path, offenders: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("read control/src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|name| name != "persistence") {
+                    visit(&path, offenders);
+                }
+            } else if path.extension().is_some_and(|extension| extension == "rs")
+                && path.file_name().is_some_and(|name| name != "persistence.rs")
+            {
+                let text = std::fs::read_to_string(&path).expect("read a source file");
+                if ["sqlx::query", "sqlx::raw_sql", "query_as(", "query_scalar("]
+                    .iter()
+                    .any(|needle| text.contains(needle))
+                {
+                    offenders.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    let mut offenders = Vec::new();
+    visit(&workspace_root().join("control/src"), &mut offenders);
+    assert!(offenders.is_empty(), "SQL outside control::persistence: {offenders:?}");
+}

@@ -7,6 +7,7 @@ mod bundle_materialize;
 mod daemon_ops;
 mod deploy;
 mod deploy_dry_run;
+mod files;
 mod link;
 mod manifest_corpus;
 mod manifest_fuzz;

@@ -272,11 +272,38 @@ async fn messages_are_queued_and_the_ledger_pages_in_order() {
         assert_eq!(empty["events"], json!([]));
         assert_eq!(empty["next_cursor"], format!("{session_id}:evt_5"));
 
+        // Files in content blocks: the organization's own uploads, images only in image blocks.
+        let upload = |name: &'static str, bytes: &'static [u8]| {
+            let form =
+                reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+            control.send(control.request(Method::POST, "/v1/files").multipart(form))
+        };
+        let (status, notes) = upload("notes.txt", b"remember the milk").await;
+        assert_eq!(status, StatusCode::CREATED, "{notes}");
+        let notes_id = notes["id"].as_str().expect("a file id");
+        let with_file = json!({"type": "user.message", "content": [{"type": "text", "text": "see"}, {"type": "file", "file_id": notes_id}]});
+        let (status, accepted) = control.post(&format!("/v1/sessions/{session_id}/events"), &with_file).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        assert_eq!(accepted["message"]["parts"][1], json!({"type": "file", "file_id": notes_id}));
+        let as_image = json!({"type": "user.message", "content": [{"type": "image", "file_id": notes_id}]});
+        let (status, refused) = control.post(&format!("/v1/sessions/{session_id}/events"), &as_image).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+        assert!(refused["detail"].as_str().expect("detail").contains("content[0].file_id"), "{refused}");
+        let (_, other_key) = control.create_org("tenant-b").await;
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(b"theirs".as_slice()).file_name("t.txt"));
+        let request = control.http.post(format!("{}/v1/files", control.url)).bearer_auth(&other_key).multipart(form);
+        let (_, theirs) = control.send(request).await;
+        let their_file = json!({"type": "user.message", "content": [{"type": "file", "file_id": theirs["id"]}]});
+        let (status, refused) = control.post(&format!("/v1/sessions/{session_id}/events"), &their_file).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+        assert!(refused["detail"].as_str().expect("detail").contains("not found"), "{refused}");
+
         // Messages, one by one and listed.
         let (status, listed) = control.get(&format!("/v1/sessions/{session_id}/messages")).await;
         assert_eq!(status, StatusCode::OK);
         let messages = listed["messages"].as_array().expect("messages");
-        assert_eq!(messages.len(), 2);
+        assert_eq!(messages.len(), 3);
         assert_eq!(messages[0]["parts"], json!([{"type": "text", "text": "hello"}]));
         assert_eq!(messages[0]["metadata"], json!({"ticket_id": "T-1042"}));
         assert_eq!(messages[0]["attempt"], 1);
@@ -286,6 +313,7 @@ async fn messages_are_queued_and_the_ledger_pages_in_order() {
         assert_eq!(page["next_cursor"], message_id.as_str());
         let (_, rest) = control.get(&format!("/v1/sessions/{session_id}/messages?after={message_id}")).await;
         assert_eq!(rest["messages"][0]["id"], second["message"]["id"]);
+        assert_eq!(rest["has_more"], false);
         let (status, one) = control.get(&format!("/v1/messages/{message_id}")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(one, messages[0]);
@@ -298,7 +326,17 @@ async fn messages_are_queued_and_the_ledger_pages_in_order() {
         assert_eq!(transcript["session"]["id"], session_id.as_str());
         let items = transcript["timeline"]["items"].as_array().expect("items");
         let kinds: Vec<&str> = items.iter().map(|item| item["type"].as_str().expect("type")).collect();
-        assert_eq!(kinds, ["user_message", "assistant_message", "user_message", "assistant_message"]);
+        assert_eq!(
+            kinds,
+            [
+                "user_message",
+                "assistant_message",
+                "user_message",
+                "assistant_message",
+                "user_message",
+                "assistant_message"
+            ]
+        );
         assert_eq!(items[0]["content"], json!([{"type": "text", "text": "hello"}]));
         assert_eq!(items[0]["id"], format!("{session_id}:evt_1"));
         assert_eq!(items[1]["status"], "queued");

@@ -5,6 +5,7 @@
 //! and the verdict against DESIGN.md §9 is read from the ratio or the difference. Benchmarks are
 //! not tests: nothing here asserts on a timing.
 
+pub mod api;
 pub mod control;
 pub mod daemon;
 pub mod floor;

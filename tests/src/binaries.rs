@@ -22,12 +22,12 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// Runs `dari` with arguments, with no inherited DARI_* configuration.
 pub fn dari(args: &[&str]) -> Output {
-    run(binary("dari"), args)
+    run(binary("dari"), args, &[])
 }
 
-/// Runs `dari` with arguments and these environment variables (and no other DARI_* ones).
+/// Runs `dari` with arguments and these variables only (such as `ControlServer::cli_env`).
 pub fn dari_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
-    run_with_env(binary("dari"), args, env)
+    run(binary("dari"), args, env)
 }
 
 /// Runs `dari` as [`dari_with_env`] does, with `stdin` as its standard input.
@@ -43,7 +43,7 @@ pub fn dari_with_stdin(args: &[&str], env: &[(&str, String)], stdin: &[u8]) -> O
 }
 
 pub fn sandboxd(args: &[&str]) -> Output {
-    run(binary("sandboxd"), args)
+    run(binary("sandboxd"), args, &[])
 }
 
 struct Built {
@@ -51,11 +51,7 @@ struct Built {
     sandboxd: PathBuf,
 }
 
-fn run(program: PathBuf, args: &[&str]) -> Output {
-    run_with_env(program, args, &[])
-}
-
-fn run_with_env(program: PathBuf, args: &[&str], env: &[(&str, String)]) -> Output {
+fn run(program: PathBuf, args: &[&str], env: &[(&str, String)]) -> Output {
     #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
     let mut command = Command::new(&program);
     command.args(args).stdin(Stdio::null());
@@ -70,7 +66,7 @@ fn set_environment(command: &mut Command, env: &[(&str, String)]) {
             command.env_remove(key);
         }
     }
-    command.envs(env.iter().map(|(key, value)| (*key, value.as_str())));
+    command.envs(env.iter().map(|(key, value)| (key, value)));
 }
 
 fn build_binaries() -> Built {

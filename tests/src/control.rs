@@ -10,11 +10,20 @@
 //!
 //! PostgreSQL is used when `DARI_TEST_POSTGRES_URL` names a server the tests may create
 //! databases on (`.ci/postgres start` makes one); each server gets a database of its own.
+//!
+//! [`ControlServer::builder`] adds flags and a certificate to trust:
+//!
+//! ```ignore
+//! let control = ControlServer::builder(engine).args(["--max-file-bytes", "1000"]).start().await;
+//! ```
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use dari_control::blobs::{BlobStore, LocalBlobStore};
+use dari_control::persistence::{Store, workspace_blob_key};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -68,51 +77,73 @@ pub struct ControlServer {
     log_path: PathBuf,
 }
 
-impl ControlServer {
-    pub async fn start(engine: Engine) -> ControlServer {
-        ControlServer::start_configured(engine, &[]).await
+/// A [`ControlServer`] to start: its engine, extra `dari server` flags, and the certificate its
+/// client trusts (for a server started with `--tls-cert`).
+pub struct ControlServerBuilder {
+    engine: Engine,
+    args: Vec<OsString>,
+    root_certificate: Option<reqwest::Certificate>,
+    /// Another `dari` binary than the workspace's (the benchmarks build their own).
+    program: Option<PathBuf>,
+    log_filter: String,
+}
+
+impl ControlServerBuilder {
+    /// Adds flags to `dari server`.
+    pub fn args<I, A>(mut self, args: I) -> ControlServerBuilder
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
     }
 
-    /// Starts a server with extra environment, e.g. `[("DARI_STREAM_KEEPALIVE", "200ms")]`.
-    pub async fn start_configured(engine: Engine, env: &[(&str, &str)]) -> ControlServer {
+    /// Runs this `dari` binary instead of the one the harness builds.
+    pub fn program(mut self, program: &std::path::Path) -> ControlServerBuilder {
+        self.program = Some(program.to_owned());
+        self
+    }
+
+    /// The server's `DARI_LOG` filter.
+    pub fn log_filter(mut self, filter: &str) -> ControlServerBuilder {
+        filter.clone_into(&mut self.log_filter);
+        self
+    }
+
+    /// Makes the server's client trust this PEM certificate.
+    pub fn trust(mut self, certificate_pem: &[u8]) -> ControlServerBuilder {
+        self.root_certificate = Some(reqwest::Certificate::from_pem(certificate_pem).expect("a PEM certificate"));
+        self
+    }
+
+    /// Starts the server on a new data directory and database.
+    pub async fn start(self) -> ControlServer {
         let data_dir = tempfile::tempdir().expect("a data directory");
-        let database_url = match &engine {
+        let database_url = match &self.engine {
             Engine::Sqlite => None,
             Engine::Postgres(admin_url) => Some(fresh_postgres_database(admin_url).await),
         };
-        ControlServer::spawn(engine, data_dir, database_url, env).await
+        self.start_on(data_dir, database_url).await
     }
 
-    /// Starts a server on an existing data directory and database: a restart.
-    pub async fn start_with(
-        engine: Engine,
-        data_dir: tempfile::TempDir,
-        database_url: Option<String>,
-    ) -> ControlServer {
-        ControlServer::spawn(engine, data_dir, database_url, &[]).await
-    }
-
-    async fn spawn(
-        engine: Engine,
-        data_dir: tempfile::TempDir,
-        database_url: Option<String>,
-        env: &[(&str, &str)],
-    ) -> ControlServer {
+    async fn start_on(self, data_dir: tempfile::TempDir, database_url: Option<String>) -> ControlServer {
+        let ControlServerBuilder { engine, args, root_certificate, program, log_filter } = self;
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open the server log");
         #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
-        let mut command = tokio::process::Command::new(binary("dari"));
+        let mut command = tokio::process::Command::new(program.unwrap_or_else(|| binary("dari")));
         command
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
+            .args(&args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DARI_MASTER_KEY", TEST_MASTER_KEY)
-            .env("DARI_LOG", "info,dari_control=debug")
+            .env("DARI_LOG", &log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
-            .envs(env.iter().copied())
             .kill_on_drop(true);
         if let Some(url) = &database_url {
             command.env("DATABASE_URL", url);
@@ -134,8 +165,37 @@ impl ControlServer {
             .expect("the server wrote its bootstrap key")
             .trim()
             .to_owned();
-        let http = reqwest::Client::builder().timeout(PATIENCE).build().expect("an HTTP client");
+        let mut http = reqwest::Client::builder().timeout(PATIENCE);
+        if let Some(certificate) = root_certificate {
+            http = http.add_root_certificate(certificate);
+        }
+        let http = http.build().expect("an HTTP client");
         ControlServer { engine, url, api_key, data_dir, database_url, http, child, log_path }
+    }
+}
+
+impl ControlServer {
+    pub async fn start(engine: Engine) -> ControlServer {
+        ControlServer::builder(engine).start().await
+    }
+
+    pub fn builder(engine: Engine) -> ControlServerBuilder {
+        ControlServerBuilder {
+            engine,
+            args: Vec::new(),
+            root_certificate: None,
+            program: None,
+            log_filter: "info,dari_control=debug".to_owned(),
+        }
+    }
+
+    /// Starts a server on an existing data directory and database: a restart.
+    pub async fn start_with(
+        engine: Engine,
+        data_dir: tempfile::TempDir,
+        database_url: Option<String>,
+    ) -> ControlServer {
+        ControlServer::builder(engine).start_on(data_dir, database_url).await
     }
 
     /// Stops the server with SIGKILL, keeping its data for [`ControlServer::start_with`].
@@ -216,16 +276,6 @@ impl ControlServer {
         body["organizations"][0]["id"].as_str().expect("an organization id").to_owned()
     }
 
-    /// A new organization with its own admin key, for tenancy tests: (org id, API key).
-    pub async fn create_org(&self, name: &str) -> (String, String) {
-        let (status, body) = self.post("/v1/organizations", &serde_json::json!({"name": name})).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        (
-            body["organization"]["id"].as_str().expect("an id").to_owned(),
-            body["api_key"].as_str().expect("a key").to_owned(),
-        )
-    }
-
     /// Publishes `archive` (a bundle's tar.gz) through the API's six stages with `api_key` and
     /// returns the publish response. Panics, naming the stage, if one fails.
     pub async fn publish_archive(&self, api_key: &str, archive: &[u8]) -> Value {
@@ -248,9 +298,52 @@ impl ControlServer {
         published
     }
 
-    /// The environment that points `dari` commands at this server with the bootstrap key.
+    /// A new organization with its own admin key, for tenancy tests: (org id, API key).
+    pub async fn create_org(&self, name: &str) -> (String, String) {
+        let (status, body) = self.post("/v1/organizations", &serde_json::json!({"name": name})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["organization"]["id"].as_str().expect("an id").to_owned(),
+            body["api_key"].as_str().expect("a key").to_owned(),
+        )
+    }
+
+    /// The server's database, opened beside it, to seed what no API makes yet.
+    pub async fn store(&self) -> Store {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.path().join("dari.db").display()),
+        };
+        Store::connect(&url).await.expect("open the server's database")
+    }
+
+    /// A session in `org_id` (of a placeholder agent), made through the store.
+    pub async fn create_session(&self, org_id: &str) -> String {
+        let store = self.store().await;
+        let session_id = store.create_test_session(org_id).await.expect("create a session");
+        store.close().await;
+        session_id
+    }
+
+    /// Saves `archive` (a tar.gz of /workspace) as the session's last workspace archive, as its
+    /// sandbox will.
+    pub async fn put_workspace_archive(&self, org_id: &str, session_id: &str, archive: Vec<u8>) {
+        let blobs = LocalBlobStore::open(&self.data_dir.path().join("blobs")).expect("open the blob store");
+        let size = i64::try_from(archive.len()).expect("a small archive");
+        blobs.put(&workspace_blob_key(session_id), archive.into()).await.expect("store the archive");
+        let store = self.store().await;
+        store.record_workspace_archive(org_id, session_id, size).await.expect("record the archive");
+        store.close().await;
+    }
+
+    /// The environment that points `dari` commands at this server with the bootstrap key, and
+    /// at a CLI state directory of their own.
     pub fn cli_env(&self) -> Vec<(&'static str, String)> {
-        vec![("DARI_API_URL", self.url.clone()), ("DARI_API_KEY", self.api_key.clone())]
+        vec![
+            ("DARI_API_URL", self.url.clone()),
+            ("DARI_API_KEY", self.api_key.clone()),
+            ("DARI_CONFIG_DIR", self.data_dir.path().join("cli").display().to_string()),
+        ]
     }
 }
 

@@ -38,7 +38,7 @@ pub(crate) async fn run_dev(mut args: ServerArgs) -> anyhow::Result<ExitCode> {
     }
     let config = ServerConfig::from_args(args, default_data_dir("dev"))?;
     let server = Server::start(&config).await?;
-    let api_url = format!("http://{}", server.local_addr);
+    let api_url = server.url();
     let key_file = config.data_dir.join(BOOTSTRAP_KEY_FILE);
     let saved = match &server.bootstrap {
         Some(bootstrap) => Some(save_profile(&api_url, &bootstrap.api_key, Some(bootstrap.org_id.clone()))?),
@@ -60,7 +60,7 @@ pub(crate) async fn run_dev(mut args: ServerArgs) -> anyhow::Result<ExitCode> {
 
 /// The line scripts and tests wait for: the URL the server answers on, on stdout.
 fn announce(server: &Server) {
-    println!("listening on http://{}", server.local_addr);
+    println!("listening on {}", server.url());
 }
 
 /// Where a server keeps its data by default: `$XDG_DATA_HOME/dari/NAME`, else

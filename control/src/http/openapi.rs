@@ -24,6 +24,8 @@ use super::routes;
         routes::events::send, routes::events::list, routes::stream::stream,
         routes::messages::send_to_agent, routes::messages::list, routes::messages::get,
         routes::transcript::get,
+        routes::files::upload, routes::files::get, routes::files::content, routes::files::delete,
+        routes::workspaces::download_zip,
     )
 )]
 struct ApiDoc;
@@ -50,3 +52,6 @@ pub fn openapi_json() -> String {
 pub(super) async fn serve() -> Json<serde_json::Value> {
     Json(serde_json::from_str(&openapi_json()).expect("the OpenAPI document is JSON"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,7 @@ pub(super) mod agents;
 pub(super) mod api_keys;
 pub(super) mod credentials;
 pub(super) mod events;
+pub(super) mod files;
 mod health;
 pub(super) mod messages;
 pub(super) mod organizations;
@@ -13,14 +14,16 @@ pub(super) mod source_snapshots;
 pub(super) mod stream;
 pub(super) mod transcript;
 pub(super) mod versions;
+pub(super) mod workspaces;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 
-use super::AppState;
+use super::{ApiSettings, AppState};
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router(settings: &ApiSettings) -> Router<AppState> {
+    let upload_limit = DefaultBodyLimit::max(files::upload_body_limit(settings.max_file_bytes));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/v1/openapi.json", get(super::openapi::serve))
@@ -53,4 +56,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/sessions/{session_id}/messages", get(messages::list))
         .route("/v1/sessions/{session_id}/transcript", get(transcript::get))
         .route("/v1/messages/{message_id}", get(messages::get))
+        .route("/v1/files", post(files::upload).layer(upload_limit))
+        .route("/v1/files/{file_id}", get(files::get).delete(files::delete))
+        .route("/v1/files/{file_id}/content", get(files::content))
+        .route("/v1/sessions/{session_id}/workspace.zip", get(workspaces::download_zip))
 }

@@ -29,6 +29,15 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// Organizations `a` and `b`.
+async fn two_orgs(store: &Store) -> (OrgRecord, OrgRecord) {
+    let mut tx = store.begin().await.expect("begin");
+    let org_a = store.create_org(&mut tx, "a", false).await.expect("org a");
+    let org_b = store.create_org(&mut tx, "b", false).await.expect("org b");
+    tx.commit().await.expect("commit");
+    (org_a, org_b)
+}
+
 #[tokio::test]
 async fn migrations_apply_once_and_a_newer_schema_is_refused() {
     for (store, dir) in stores().await {
@@ -75,10 +84,7 @@ async fn api_keys_authenticate_until_revoked_and_only_in_their_organization() {
 #[tokio::test]
 async fn credentials_are_per_organization_and_replaced_in_place() {
     for (store, _dir) in stores().await {
-        let mut tx = store.begin().await.expect("begin");
-        let org_a = store.create_org(&mut tx, "a", false).await.expect("org a");
-        let org_b = store.create_org(&mut tx, "b", false).await.expect("org b");
-        tx.commit().await.expect("commit");
+        let (org_a, org_b) = two_orgs(&store).await;
         assert!(store.put_credential(&org_a.id, "TOKEN", "sealed-1").await.expect("put"));
         assert!(!store.put_credential(&org_a.id, "TOKEN", "sealed-2").await.expect("replace"));
         assert_eq!(store.sealed_credential(&org_a.id, "TOKEN").await.expect("read").as_deref(), Some("sealed-2"));
@@ -91,3 +97,71 @@ async fn credentials_are_per_organization_and_replaced_in_place() {
 }
 
 mod sessions;
+#[tokio::test]
+async fn files_are_per_organization_and_image_blocks_need_images() {
+    for (store, _dir) in stores().await {
+        let (org_a, org_b) = two_orgs(&store).await;
+        let new_file = |id: &'static str, content_type: &'static str| NewFile {
+            id,
+            org_id: &org_a.id,
+            filename: "x",
+            content_type,
+            size_bytes: 3,
+            sha256: "abc",
+        };
+        let text = store.insert_file(&new_file("file_text", "text/plain")).await.expect("insert");
+        let image = store.insert_file(&new_file("file_png", "image/png")).await.expect("insert");
+        assert_eq!(store.file(&org_a.id, "file_text").await.expect("read"), Some(text.clone()));
+        assert_eq!(store.file(&org_b.id, "file_text").await.expect("read"), None);
+
+        let check = |org_id: String, file_id: &'static str, block: FileBlock| {
+            let store = store.clone();
+            async move { store.check_file_reference(&org_id, file_id, block).await }
+        };
+        assert_eq!(check(org_a.id.clone(), "file_text", FileBlock::File).await.expect("a file block"), text);
+        assert_eq!(check(org_a.id.clone(), "file_png", FileBlock::Image).await.expect("an image block"), image);
+        assert_eq!(check(org_a.id.clone(), "file_png", FileBlock::File).await.expect("a file block"), image);
+        let not_image = check(org_a.id.clone(), "file_text", FileBlock::Image).await.expect_err("not an image");
+        assert!(matches!(not_image, FileReferenceError::NotAnImage { .. }), "{not_image}");
+        assert!(not_image.to_string().contains("text/plain"), "{not_image}");
+        let elsewhere = check(org_b.id.clone(), "file_png", FileBlock::Image).await.expect_err("another org's");
+        assert!(matches!(elsewhere, FileReferenceError::NotFound { .. }), "{elsewhere}");
+
+        assert_eq!(store.delete_file(&org_b.id, "file_text").await.expect("delete"), None);
+        assert_eq!(store.delete_file(&org_a.id, "file_text").await.expect("delete"), Some(text));
+        assert_eq!(store.delete_file(&org_a.id, "file_text").await.expect("delete"), None);
+        assert_eq!(store.file(&org_a.id, "file_text").await.expect("read"), None);
+    }
+}
+
+#[tokio::test]
+async fn a_session_keeps_its_last_workspace_archive_in_its_organization() {
+    for (store, _dir) in stores().await {
+        let (org_a, org_b) = two_orgs(&store).await;
+        let session_id = store.create_test_session(&org_a.id).await.expect("a session");
+        assert_eq!(store.session_workspace(&org_a.id, &session_id).await.expect("read"), SessionWorkspace::NotArchived);
+        assert_eq!(
+            store.session_workspace(&org_b.id, &session_id).await.expect("read"),
+            SessionWorkspace::SessionNotFound
+        );
+        assert_eq!(
+            store.session_workspace(&org_a.id, "sess_missing").await.expect("read"),
+            SessionWorkspace::SessionNotFound
+        );
+        assert!(store.record_workspace_archive(&org_b.id, &session_id, 10).await.is_err(), "another org's session");
+
+        let first = store.record_workspace_archive(&org_a.id, &session_id, 10).await.expect("record");
+        assert_eq!(first.blob_key, format!("workspaces/{session_id}.tar.gz"));
+        let second = store.record_workspace_archive(&org_a.id, &session_id, 20).await.expect("replace");
+        let SessionWorkspace::Archived(found) = store.session_workspace(&org_a.id, &session_id).await.expect("read")
+        else {
+            panic!("an archive");
+        };
+        assert_eq!(found, second);
+        assert_eq!(found.size_bytes, 20);
+        assert_eq!(
+            store.session_workspace(&org_b.id, &session_id).await.expect("read"),
+            SessionWorkspace::SessionNotFound
+        );
+    }
+}

@@ -25,6 +25,8 @@ pub const ENV_MAX_STREAMS: &str = "DARI_MAX_STREAMS";
 pub const DEFAULT_MAX_STREAMS: usize = 1000;
 pub const ENV_MAX_STREAMS_PER_ORG: &str = "DARI_MAX_STREAMS_PER_ORG";
 pub const DEFAULT_MAX_STREAMS_PER_ORG: usize = 100;
+pub const ENV_TLS_CERT: &str = "DARI_TLS_CERT";
+pub const ENV_TLS_KEY: &str = "DARI_TLS_KEY";
 /// Snapshots are bounded like bundles are (see dari-bundle's limits).
 pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 100 * 1024 * 1024;
 
@@ -65,6 +67,13 @@ pub struct ServerArgs {
     /// The most event streams open at once per organization.
     #[arg(long, env = ENV_MAX_STREAMS_PER_ORG, default_value_t = DEFAULT_MAX_STREAMS_PER_ORG)]
     pub max_streams_per_org: usize,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first); needs
+    /// --tls-key.
+    #[arg(long, env = ENV_TLS_CERT, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, env = ENV_TLS_KEY, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The validated configuration.
@@ -80,6 +89,15 @@ pub struct ServerConfig {
     pub stream_keepalive: Duration,
     pub stream_poll_interval: Duration,
     pub stream_limits: StreamLimits,
+    /// HTTPS when set; plain HTTP otherwise.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Where the certificate chain and its key are, as given; read when the server starts.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
 }
 
 impl ServerConfig {
@@ -94,6 +112,17 @@ impl ServerConfig {
         anyhow::ensure!(args.max_file_bytes > 0, "--max-file-bytes must be at least 1");
         anyhow::ensure!(!args.stream_keepalive.is_zero(), "--stream-keepalive must be longer than zero");
         anyhow::ensure!(!args.stream_poll_interval.is_zero(), "--stream-poll-interval must be longer than zero");
+        let given = |path: Option<PathBuf>| path.filter(|path| !path.as_os_str().is_empty());
+        let tls = match (given(args.tls_cert), given(args.tls_key)) {
+            (Some(cert_path), Some(key_path)) => Some(TlsConfig { cert_path, key_path }),
+            (None, None) => None,
+            (Some(_), None) => anyhow::bail!(
+                "--tls-cert ({ENV_TLS_CERT}) needs --tls-key ({ENV_TLS_KEY}): give both to serve HTTPS, or neither"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "--tls-key ({ENV_TLS_KEY}) needs --tls-cert ({ENV_TLS_CERT}): give both to serve HTTPS, or neither"
+            ),
+        };
         Ok(ServerConfig {
             listen: args.listen,
             data_dir: args.data_dir.unwrap_or(default_data_dir),
@@ -108,6 +137,7 @@ impl ServerConfig {
                 max_streams: args.max_streams,
                 max_streams_per_org: args.max_streams_per_org,
             },
+            tls,
         })
     }
 

@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use dari_protocol::tools::{ContentBlock, ToolResult};
+use dari_protocol::tools::{ContentBlock, ToolResult, image_mime_type};
 use nix::fcntl::OFlag;
 use serde::Deserialize;
 
@@ -198,22 +198,6 @@ impl ReadRequest {
             },
         ];
         Ok(ToolResult { content, is_error: false, details })
-    }
-}
-
-/// The image types the model can see, recognised by their magic numbers (the extension is
-/// ignored, as in pi).
-fn image_mime_type(head: &[u8]) -> Option<&'static str> {
-    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
-        Some("image/gif")
-    } else if head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else {
-        None
     }
 }
 

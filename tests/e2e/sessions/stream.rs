@@ -33,7 +33,7 @@ fn sequence(message: &SseMessage) -> i64 {
 #[tokio::test]
 async fn the_stream_replays_follows_and_resumes_without_loss_or_duplicates() {
     for engine in Engine::available() {
-        let control = ControlServer::start_configured(engine, &[("DARI_STREAM_KEEPALIVE", "200ms")]).await;
+        let control = ControlServer::builder(engine).args(["--stream-keepalive", "200ms"]).start().await;
         let agent = deploy_echo_agent(&control).await;
         let session = create_session(&control, &agent, &json!({})).await;
         let session_id = session["id"].as_str().expect("id").to_owned();
@@ -115,11 +115,10 @@ async fn the_stream_replays_follows_and_resumes_without_loss_or_duplicates() {
 
 #[tokio::test]
 async fn streams_are_bounded_per_organization_and_end_when_the_server_stops() {
-    let mut control = ControlServer::start_configured(
-        Engine::Sqlite,
-        &[("DARI_MAX_STREAMS_PER_ORG", "2"), ("DARI_MAX_STREAMS", "3"), ("DARI_STREAM_KEEPALIVE", "100ms")],
-    )
-    .await;
+    let mut control = ControlServer::builder(Engine::Sqlite)
+        .args(["--max-streams-per-org", "2", "--max-streams", "3", "--stream-keepalive", "100ms"])
+        .start()
+        .await;
     let agent = deploy_echo_agent(&control).await;
     let session = create_session(&control, &agent, &json!({})).await;
     let session_id = session["id"].as_str().expect("id").to_owned();

@@ -16,7 +16,8 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery, Caller};
 use crate::ids::{looks_like, prefix};
 use crate::persistence::{
-    Actor, Appended, EventRecord, Idempotency, LedgerError, NewToolResult, NewUserMessage, event_id, event_type,
+    Actor, Appended, EventRecord, FileBlock, FileReferenceError, Idempotency, LedgerError, NewToolResult,
+    NewUserMessage, event_id, event_type,
 };
 
 use super::messages::message;
@@ -159,29 +160,24 @@ pub(super) async fn user_message(
     if content.len() > MAX_CONTENT_BLOCKS {
         return Err(ApiError::unprocessable(format!("content: at most {MAX_CONTENT_BLOCKS} blocks")));
     }
-    let mut file_ids = Vec::new();
     for (index, block) in content.iter().enumerate() {
-        match block {
+        let (file_id, kind) = match block {
             ContentBlock::Text { text } if text.is_empty() => {
                 return Err(ApiError::unprocessable(format!("content[{index}].text: may not be empty")));
             }
-            ContentBlock::Text { .. } => {}
-            ContentBlock::File { file_id } | ContentBlock::Image { file_id } => {
-                if !looks_like(file_id, prefix::FILE) {
-                    return Err(ApiError::unprocessable(format!(
-                        "content[{index}].file_id: {file_id:?} is not a file id; upload the file with POST /v1/files and send its id"
-                    )));
-                }
-                file_ids.push((index, file_id.as_str()));
-            }
+            ContentBlock::Text { .. } => continue,
+            ContentBlock::File { file_id } => (file_id, FileBlock::File),
+            ContentBlock::Image { file_id } => (file_id, FileBlock::Image),
+        };
+        if !looks_like(file_id, prefix::FILE) {
+            return Err(ApiError::unprocessable(format!(
+                "content[{index}].file_id: {file_id:?} is not a file id; upload the file with POST /v1/files and send its id"
+            )));
         }
-    }
-    let ids: Vec<&str> = file_ids.iter().map(|(_, id)| *id).collect();
-    let missing = state.store.missing_files(&caller.org_id, &ids).await?;
-    if let Some((index, file_id)) = file_ids.iter().find(|(_, id)| missing.iter().any(|missing| missing == id)) {
-        return Err(ApiError::unprocessable(format!(
-            "content[{index}].file_id: file {file_id} not found; upload it with POST /v1/files first"
-        )));
+        state.store.check_file_reference(&caller.org_id, file_id, kind).await.map_err(|error| match error {
+            FileReferenceError::Database(error) => ApiError::Internal(error),
+            refused => ApiError::unprocessable(format!("content[{index}].file_id: {refused}")),
+        })?;
     }
     let metadata = Value::Object(metadata.cloned().unwrap_or_default());
     if metadata.to_string().len() > MAX_MESSAGE_METADATA_BYTES {

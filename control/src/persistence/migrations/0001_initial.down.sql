@@ -1,3 +1,4 @@
+DROP TABLE session_workspaces;
 DROP TABLE files;
 DROP TABLE idempotency_keys;
 DROP TABLE events;

@@ -1,5 +1,5 @@
 -- The first schema: organizations and their keys and credentials, source snapshots, agents and
--- versions, sessions, their ledger and messages, and uploaded files.
+-- versions, sessions, their ledger and messages, uploaded files, and workspace archives.
 --
 -- Written once for SQLite and PostgreSQL: TEXT and BIGINT only; times are Unix milliseconds;
 -- booleans are 0/1; JSON is TEXT; binary values are base64 TEXT; ids are made by the server.
@@ -187,3 +187,13 @@ CREATE TABLE files (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX files_by_org ON files (org_id, created_at);
+
+-- The last archive of a session's /workspace (a tar.gz in the blob store), replaced by each new
+-- one; `GET /v1/sessions/{id}/workspace.zip` serves it.
+CREATE TABLE session_workspaces (
+    session_id TEXT PRIMARY KEY REFERENCES sessions (id),
+    org_id TEXT NOT NULL REFERENCES organizations (id),
+    blob_key TEXT NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);

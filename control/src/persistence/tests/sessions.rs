@@ -326,20 +326,6 @@ async fn a_session_and_its_first_message_are_created_together() {
         assert_eq!(appended.session.status, SessionStatus::Running);
         assert!(appended.session.internet_access);
         assert_eq!(appended.message.metadata, json!({"ticket": "T-1"}));
-        let file_id = new_id(prefix::FILE);
-        store
-            .record_file(&NewFile {
-                id: &file_id,
-                org_id: &org_id,
-                filename: "a.txt",
-                content_type: "text/plain",
-                size_bytes: 1,
-                sha256: "00",
-            })
-            .await
-            .expect("file");
-        let missing = store.missing_files(&org_id, &[&file_id, "file_nope", "file_nope"]).await.expect("check");
-        assert_eq!(missing, ["file_nope"]);
     }
 }
 
