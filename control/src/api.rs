@@ -8,9 +8,13 @@
 pub mod agents;
 pub mod api_keys;
 pub mod credentials;
+pub mod events;
 pub mod files;
+pub mod messages;
 pub mod organizations;
+pub mod sessions;
 pub mod source_snapshots;
+pub mod transcript;
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -12,6 +12,7 @@ mod files;
 mod project;
 mod resolve;
 mod server;
+mod session;
 mod state;
 mod validate;
 
@@ -75,6 +76,9 @@ pub enum Command {
     /// Manage the organization's stored credentials.
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
+    /// Create sessions of an agent, send them messages, read their events.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
     /// Upload files for `file` and `image` content blocks.
     #[command(subcommand)]
     Files(files::FilesCommand),
@@ -97,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(command) => agent::run(command, &cli.api).await,
         Command::ApiKeys(command) => api_keys::run(command, &cli.api).await,
         Command::Credentials(command) => credentials::run(command, &cli.api).await,
+        Command::Session(command) => session::run(command, &cli.api).await,
         Command::Files(command) => files::run(command, &cli.api).await,
     }
 }

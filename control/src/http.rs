@@ -11,12 +11,15 @@ mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::serve::Listener;
+use tokio_util::sync::CancellationToken;
 
 use crate::blobs::BlobStore;
+use crate::bus::EventBus;
 use crate::persistence::Store;
 use crate::secrets::MasterKey;
 
@@ -32,6 +35,11 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     pub master_key: MasterKey,
     pub settings: Arc<ApiSettings>,
+    /// News of ledger writes, for the event streams; notify it after every commit that appends
+    /// events.
+    pub bus: EventBus,
+    /// Cancelled when the server begins to shut down: long-lived responses (event streams) end.
+    pub shutdown: CancellationToken,
 }
 
 /// The API's limits and addresses, from the server's configuration.
@@ -46,6 +54,11 @@ pub struct ApiSettings {
     pub max_file_bytes: u64,
     /// The largest source snapshot archive.
     pub max_snapshot_bytes: u64,
+    /// How often an idle event stream sends a keep-alive comment.
+    pub stream_keepalive: Duration,
+    /// How often an event stream re-reads the ledger without news from the bus: the latency of
+    /// events written by another replica.
+    pub stream_poll_interval: Duration,
 }
 
 /// The whole API.

@@ -3,6 +3,7 @@
 //! - [`server`]: the `dari server` process: configuration, bootstrap, serving and shutdown.
 //! - [`http`]: the public `/v1` API (routes, extractors, errors, OpenAPI); [`api`] its wire types.
 //! - [`persistence`]: the database, SQLite or PostgreSQL; the only module that writes SQL.
+//! - [`bus`]: in-process news of ledger writes, for the streams that follow sessions.
 //! - [`blobs`]: snapshot archives, uploaded files and workspace archives.
 //! - [`files`]: what an uploaded file's name and content type may be.
 //! - [`workspaces`]: a session's workspace archive (tar.gz) served as a zip.
@@ -16,6 +17,7 @@
 
 pub mod api;
 pub mod blobs;
+pub mod bus;
 pub mod cli;
 pub mod files;
 pub mod http;

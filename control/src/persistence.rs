@@ -21,8 +21,11 @@ mod agents;
 mod api_keys;
 mod credentials;
 mod files;
+mod ledger;
+mod messages;
 mod migrate;
 mod orgs;
+mod sessions;
 mod snapshots;
 mod workspaces;
 
@@ -37,7 +40,10 @@ pub use agents::{AgentRecord, PublishError, PublishTarget, Published, VersionRec
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
 pub use credentials::CredentialRecord;
 pub use files::{FileBlock, FileRecord, FileReferenceError, NewFile, file_blob_key};
+pub use ledger::{Actor, EventRecord, LedgerError, event_id, event_type};
+pub use messages::{Appended, Idempotency, MessageRecord, NewToolResult, NewUserMessage};
 pub use orgs::OrgRecord;
+pub use sessions::{MessageStatus, NewSession, Page, SessionFilter, SessionRecord, SessionStatus};
 pub use snapshots::{NewSnapshot, SnapshotCheck, SnapshotRecord, SnapshotStatus, snapshot_blob_key};
 pub use workspaces::{SessionWorkspace, WorkspaceArchiveRecord, workspace_blob_key};
 

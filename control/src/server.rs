@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::blobs::LocalBlobStore;
+use crate::bus::EventBus;
 use crate::http::{self, ApiSettings, AppState};
 use crate::persistence::Store;
 use crate::secrets::MasterKey;
@@ -70,8 +72,11 @@ impl Server {
             tls: tls.is_some(),
             max_file_bytes: config.max_file_bytes,
             max_snapshot_bytes: config.max_snapshot_bytes,
+            stream_keepalive: config.stream_keepalive,
+            stream_poll_interval: config.stream_poll_interval,
         });
-        let state = AppState { store, blobs, master_key, settings };
+        let bus = EventBus::new(config.stream_limits);
+        let state = AppState { store, blobs, master_key, settings, bus, shutdown: CancellationToken::new() };
         Ok(Server { listener, tls, state, local_addr, bootstrap })
     }
 
@@ -85,10 +90,13 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Server { listener, tls, state, .. } = self;
         let store = state.store.clone();
+        let streams_end = state.shutdown.clone();
         let router = http::router(state);
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;
+            // Event streams never finish on their own: end them, so that the drain can.
+            streams_end.cancel();
             let _ = drain_tx.send(());
         };
         let serving = match tls {

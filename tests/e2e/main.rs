@@ -11,5 +11,6 @@ mod files;
 mod link;
 mod manifest_corpus;
 mod manifest_fuzz;
+mod sessions;
 mod static_binary;
 mod validate;

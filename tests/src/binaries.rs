@@ -41,6 +41,18 @@ pub fn dari_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
     run(binary("dari"), args, env)
 }
 
+/// Runs `dari` as [`dari_with_env`] does, with `stdin` as its standard input.
+pub fn dari_with_stdin(args: &[&str], env: &[(&str, String)], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
+    let mut command = Command::new(binary("dari"));
+    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    set_environment(&mut command, env);
+    let mut child = command.spawn().expect("start dari");
+    child.stdin.take().expect("piped stdin").write_all(stdin).expect("write dari's stdin");
+    child.wait_with_output().expect("wait for dari")
+}
+
 pub fn sandboxd(args: &[&str]) -> Output {
     run(binary("sandboxd"), args, &[])
 }
@@ -78,13 +90,18 @@ fn run(program: PathBuf, args: &[&str], env: &[(&str, String)]) -> Output {
     #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
     let mut command = Command::new(&program);
     command.args(args).stdin(Stdio::null());
+    set_environment(&mut command, env);
+    command.output().unwrap_or_else(|error| panic!("run {}: {error}", program.display()))
+}
+
+/// Gives the command `env`, and none of the test's own DARI_* settings (or CI markers).
+fn set_environment(command: &mut Command, env: &[(&str, String)]) {
     for (key, _) in std::env::vars() {
         if key.starts_with("DARI_") || key == "GITHUB_ACTIONS" {
             command.env_remove(key);
         }
     }
     command.envs(env.iter().map(|(key, value)| (key, value)));
-    command.output().unwrap_or_else(|error| panic!("run {}: {error}", program.display()))
 }
 
 fn build_binaries() -> Built {

@@ -216,6 +216,20 @@ impl ControlServer {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The files directly in the data directory (the SQLite database and its journal among
+    /// them) whose bytes contain `needle`: where a secret must never be in plain text.
+    pub fn data_files_containing(&self, needle: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(self.data_dir.path())
+            .expect("read the data directory")
+            .map(|entry| entry.expect("a directory entry").path())
+            .filter(|path| path.is_file())
+            .filter(|path| {
+                let bytes = std::fs::read(path).expect("read a data file");
+                bytes.windows(needle.len()).any(|window| window == needle.as_bytes())
+            })
+            .collect()
+    }
+
     /// WARN and ERROR lines of the log that contain none of `allowed`.
     pub fn unexpected_warnings(&self, allowed: &[&str]) -> Vec<String> {
         self.log()
@@ -331,6 +345,35 @@ impl ControlServer {
             ("DARI_CONFIG_DIR", self.data_dir.path().join("cli").display().to_string()),
         ]
     }
+}
+
+/// An agent published by [`deploy_project`].
+#[derive(Clone, Debug)]
+pub struct DeployedAgent {
+    pub agent_id: String,
+    pub version_id: String,
+}
+
+/// Publishes `examples/echo-runtime` to `control` as `dari deploy` would.
+pub async fn deploy_echo_agent(control: &ControlServer) -> DeployedAgent {
+    deploy_project(control, &crate::workspace_root().join("examples").join("echo-runtime")).await
+}
+
+/// Publishes the project in `dir` through the API with the bootstrap key, as `dari deploy`
+/// does (see [`ControlServer::publish_archive`]).
+pub async fn deploy_project(control: &ControlServer, dir: &std::path::Path) -> DeployedAgent {
+    let published = control.publish_archive(&control.api_key, &pack_project(dir)).await;
+    DeployedAgent {
+        agent_id: published["agent_id"].as_str().expect("an agent id").to_owned(),
+        version_id: published["version_id"].as_str().expect("a version id").to_owned(),
+    }
+}
+
+/// The source bundle of the project in `dir`, as `dari deploy` packs it.
+pub fn pack_project(dir: &std::path::Path) -> Vec<u8> {
+    use dari_bundle::BundleLimits;
+    let files = dari_bundle::select_files(dir, &BundleLimits::DEFAULT).expect("select the project's files");
+    dari_bundle::pack(&files, &BundleLimits::DEFAULT).expect("pack the bundle").archive
 }
 
 fn nix_kill(pid: u32, signal: &str) {

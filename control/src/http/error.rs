@@ -26,6 +26,11 @@ pub enum ApiError {
     /// Well-formed but invalid: wrong types, unknown fields, a manifest with errors.
     #[error("{detail}")]
     Unprocessable { detail: String, errors: Option<Vec<serde_json::Value>> },
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// The server cannot take this request now (a limit of the whole server); retry later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the server is shutting down; retry on another replica or in a moment")]
     ShuttingDown,
     #[error(transparent)]
@@ -49,7 +54,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

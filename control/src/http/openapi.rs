@@ -20,6 +20,10 @@ use super::routes;
         routes::source_snapshots::manifest, routes::source_snapshots::get, routes::source_snapshots::delete,
         routes::agents::create, routes::agents::publish_version, routes::agents::list, routes::agents::get, routes::agents::delete,
         routes::versions::list, routes::versions::get, routes::versions::bundle, routes::versions::file,
+        routes::sessions::create, routes::sessions::get, routes::sessions::list_for_agent, routes::sessions::list,
+        routes::events::send, routes::events::list, routes::stream::stream,
+        routes::messages::send_to_agent, routes::messages::list, routes::messages::get,
+        routes::transcript::get,
         routes::files::upload, routes::files::get, routes::files::content, routes::files::delete,
         routes::workspaces::download_zip,
     )

@@ -3,10 +3,16 @@
 pub(super) mod agents;
 pub(super) mod api_keys;
 pub(super) mod credentials;
+pub(super) mod events;
 pub(super) mod files;
 mod health;
+pub(super) mod messages;
 pub(super) mod organizations;
+mod pages;
+pub(super) mod sessions;
 pub(super) mod source_snapshots;
+pub(super) mod stream;
+pub(super) mod transcript;
 pub(super) mod versions;
 pub(super) mod workspaces;
 
@@ -41,6 +47,15 @@ pub(super) fn router(settings: &ApiSettings) -> Router<AppState> {
         .route("/v1/agents/{agent_id}/versions/{version_id}", get(versions::get))
         .route("/v1/agents/{agent_id}/versions/{version_id}/bundle", get(versions::bundle))
         .route("/v1/agents/{agent_id}/versions/{version_id}/bundle/file", get(versions::file))
+        .route("/v1/agents/{agent_id}/sessions", get(sessions::list_for_agent).post(sessions::create))
+        .route("/v1/agents/{agent_id}/messages", post(messages::send_to_agent))
+        .route("/v1/sessions", get(sessions::list))
+        .route("/v1/sessions/{session_id}", get(sessions::get))
+        .route("/v1/sessions/{session_id}/events", get(events::list).post(events::send))
+        .route("/v1/sessions/{session_id}/stream", get(stream::stream))
+        .route("/v1/sessions/{session_id}/messages", get(messages::list))
+        .route("/v1/sessions/{session_id}/transcript", get(transcript::get))
+        .route("/v1/messages/{message_id}", get(messages::get))
         .route("/v1/files", post(files::upload).layer(upload_limit))
         .route("/v1/files/{file_id}", get(files::get).delete(files::delete))
         .route("/v1/files/{file_id}/content", get(files::content))

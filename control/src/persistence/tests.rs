@@ -96,6 +96,7 @@ async fn credentials_are_per_organization_and_replaced_in_place() {
     }
 }
 
+mod sessions;
 #[tokio::test]
 async fn files_are_per_organization_and_image_blocks_need_images() {
     for (store, _dir) in stores().await {

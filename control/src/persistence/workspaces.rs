@@ -2,11 +2,13 @@
 //! under [`workspace_blob_key`]. Only the last archive of each session is kept; it is what
 //! restores the workspace in a new sandbox and what `GET /v1/sessions/{id}/workspace.zip` serves.
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{NewSnapshot, PublishTarget, SnapshotCheck, Store, VersionSource, now_millis};
+use super::{NewSession, NewSnapshot, PublishTarget, SnapshotCheck, Store, VersionSource, now_millis};
 use crate::ids::{new_id, prefix};
 
 /// Where a session's last workspace archive lives in the blob store.
@@ -87,9 +89,8 @@ impl Store {
         }
     }
 
-    /// A session of a placeholder agent, for tests that need a session row before the sessions
-    /// API exists. FIXME(files): remove once sessions are created through their own store
-    /// methods; the tests then use those.
+    /// A session of a placeholder agent (whose manifest is `{}`), for tests that need a session
+    /// without deploying a real agent.
     #[doc(hidden)]
     pub async fn create_test_session(&self, org_id: &str) -> anyhow::Result<String> {
         const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -119,20 +120,21 @@ impl Store {
         let agent_name = new_id("test-agent");
         let published = self.publish_version(org_id, &agent_name, PublishTarget::ByName(&agent_name), &source).await?;
         let session_id = new_id(prefix::SESSION);
-        let now = now_millis();
-        sqlx::query(
-            "INSERT INTO sessions (id, org_id, agent_id, version_id, metadata, status, last_event_sequence,
-                                   last_message_sequence, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, '{}', 'idle', 0, 0, $5, $5)",
-        )
-        .bind(&session_id)
-        .bind(org_id)
-        .bind(&published.agent.id)
-        .bind(&published.version.id)
-        .bind(now)
-        .execute(self.writer())
+        self.create_session(&NewSession {
+            id: &session_id,
+            org_id,
+            agent_id: &published.agent.id,
+            version_id: &published.version.id,
+            name: None,
+            metadata: &BTreeMap::new(),
+            llm_id: None,
+            internet_access: false,
+            storage_binding_id: None,
+            sealed_secrets: None,
+            sealed_llm_api_key: None,
+        })
         .await
-        .context("insert a test session")?;
+        .context("create a test session")?;
         Ok(session_id)
     }
 }

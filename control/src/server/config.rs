@@ -3,8 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
+
+use crate::bus::StreamLimits;
 
 pub const ENV_LISTEN: &str = "DARI_LISTEN";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
@@ -14,6 +17,14 @@ pub const ENV_MASTER_KEY: &str = "DARI_MASTER_KEY";
 pub const ENV_PUBLIC_URL: &str = "DARI_PUBLIC_URL";
 pub const ENV_MAX_FILE_BYTES: &str = "DARI_MAX_FILE_BYTES";
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+pub const ENV_STREAM_KEEPALIVE: &str = "DARI_STREAM_KEEPALIVE";
+pub const DEFAULT_STREAM_KEEPALIVE: &str = "15s";
+pub const ENV_STREAM_POLL_INTERVAL: &str = "DARI_STREAM_POLL_INTERVAL";
+pub const DEFAULT_STREAM_POLL_INTERVAL: &str = "2s";
+pub const ENV_MAX_STREAMS: &str = "DARI_MAX_STREAMS";
+pub const DEFAULT_MAX_STREAMS: usize = 1000;
+pub const ENV_MAX_STREAMS_PER_ORG: &str = "DARI_MAX_STREAMS_PER_ORG";
+pub const DEFAULT_MAX_STREAMS_PER_ORG: usize = 100;
 pub const ENV_TLS_CERT: &str = "DARI_TLS_CERT";
 pub const ENV_TLS_KEY: &str = "DARI_TLS_KEY";
 /// Snapshots are bounded like bundles are (see dari-bundle's limits).
@@ -43,6 +54,19 @@ pub struct ServerArgs {
     /// The largest file `POST /v1/files` accepts, in bytes.
     #[arg(long, env = ENV_MAX_FILE_BYTES, default_value_t = DEFAULT_MAX_FILE_BYTES)]
     pub max_file_bytes: u64,
+    /// How often an idle event stream sends a keep-alive comment (e.g. `15s`, `500ms`).
+    #[arg(long, env = ENV_STREAM_KEEPALIVE, default_value = DEFAULT_STREAM_KEEPALIVE, value_parser = humantime::parse_duration)]
+    pub stream_keepalive: Duration,
+    /// How often an event stream re-reads the ledger without news: how soon it sees events
+    /// another replica wrote.
+    #[arg(long, env = ENV_STREAM_POLL_INTERVAL, default_value = DEFAULT_STREAM_POLL_INTERVAL, value_parser = humantime::parse_duration)]
+    pub stream_poll_interval: Duration,
+    /// The most event streams open at once on this server.
+    #[arg(long, env = ENV_MAX_STREAMS, default_value_t = DEFAULT_MAX_STREAMS)]
+    pub max_streams: usize,
+    /// The most event streams open at once per organization.
+    #[arg(long, env = ENV_MAX_STREAMS_PER_ORG, default_value_t = DEFAULT_MAX_STREAMS_PER_ORG)]
+    pub max_streams_per_org: usize,
     /// Serve HTTPS with this certificate chain (PEM, the server's certificate first); needs
     /// --tls-key.
     #[arg(long, env = ENV_TLS_CERT, value_name = "PATH")]
@@ -62,6 +86,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     pub max_file_bytes: u64,
     pub max_snapshot_bytes: u64,
+    pub stream_keepalive: Duration,
+    pub stream_poll_interval: Duration,
+    pub stream_limits: StreamLimits,
     /// HTTPS when set; plain HTTP otherwise.
     pub tls: Option<TlsConfig>,
 }
@@ -83,6 +110,8 @@ impl ServerConfig {
             );
         }
         anyhow::ensure!(args.max_file_bytes > 0, "--max-file-bytes must be at least 1");
+        anyhow::ensure!(!args.stream_keepalive.is_zero(), "--stream-keepalive must be longer than zero");
+        anyhow::ensure!(!args.stream_poll_interval.is_zero(), "--stream-poll-interval must be longer than zero");
         let given = |path: Option<PathBuf>| path.filter(|path| !path.as_os_str().is_empty());
         let tls = match (given(args.tls_cert), given(args.tls_key)) {
             (Some(cert_path), Some(key_path)) => Some(TlsConfig { cert_path, key_path }),
@@ -102,6 +131,12 @@ impl ServerConfig {
             public_url: args.public_url.map(|url| url.trim_end_matches('/').to_owned()),
             max_file_bytes: args.max_file_bytes,
             max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
+            stream_keepalive: args.stream_keepalive,
+            stream_poll_interval: args.stream_poll_interval,
+            stream_limits: StreamLimits {
+                max_streams: args.max_streams,
+                max_streams_per_org: args.max_streams_per_org,
+            },
             tls,
         })
     }

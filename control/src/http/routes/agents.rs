@@ -153,7 +153,7 @@ fn agent_url(base_url: &str, agent_id: &str) -> String {
     format!("{base_url}/v1/agents/{agent_id}")
 }
 
-fn agent(base_url: &str, record: AgentRecord) -> Agent {
+pub(super) fn agent(base_url: &str, record: AgentRecord) -> Agent {
     Agent {
         agent_url: agent_url(base_url, &record.id),
         id: record.id,

@@ -90,16 +90,22 @@ CREATE TABLE sessions (
     id TEXT PRIMARY KEY,
     org_id TEXT NOT NULL REFERENCES organizations (id),
     agent_id TEXT NOT NULL REFERENCES agents (id),
+    -- The agent's active version when the session was created: the session keeps it.
     version_id TEXT NOT NULL REFERENCES agent_versions (id),
     name TEXT,
+    -- JSON object of strings; also one row per entry in session_metadata, for filtering.
     metadata TEXT NOT NULL,
+    -- The llm.options entry the session uses (the manifest's default unless chosen); NULL when
+    -- the version declares no llm.
     llm_id TEXT,
-    -- 0 or 1; NULL means the manifest's sandbox.internet_access.
-    internet_access BIGINT,
+    -- 0 or 1: the request's choice, else the manifest's sandbox.internet_access.
+    internet_access BIGINT NOT NULL,
     storage_binding_id TEXT,
-    -- Session secrets and the LLM key override, sealed (see control::secrets); never returned.
+    -- Session secrets (a JSON object) and the LLM key override, sealed (see control::secrets);
+    -- never returned.
     sealed_secrets TEXT,
     sealed_llm_api_key TEXT,
+    -- idle or running (see docs/sessions.md).
     status TEXT NOT NULL,
     last_message_id TEXT,
     last_message_status TEXT,
@@ -109,8 +115,9 @@ CREATE TABLE sessions (
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
-CREATE INDEX sessions_by_agent ON sessions (agent_id, created_at);
-CREATE INDEX sessions_by_org ON sessions (org_id, created_at);
+-- Lists are newest first by id (ids are time-ordered), and paged by id.
+CREATE INDEX sessions_by_agent ON sessions (org_id, agent_id, id);
+CREATE INDEX sessions_by_org ON sessions (org_id, id);
 
 -- One row per metadata entry, so that `GET /v1/sessions?metadata.KEY=VALUE` uses an index.
 CREATE TABLE session_metadata (
@@ -138,6 +145,7 @@ CREATE TABLE messages (
     UNIQUE (session_id, sequence_number)
 );
 CREATE INDEX messages_by_status ON messages (status, created_at);
+CREATE INDEX messages_by_session_status ON messages (session_id, status);
 
 -- The canonical ledger. An event's public id is `{session_id}:evt_{sequence_number}`.
 CREATE TABLE events (
@@ -147,11 +155,16 @@ CREATE TABLE events (
     message_id TEXT,
     type TEXT NOT NULL,
     source TEXT NOT NULL,
+    -- JSON: {"type", "id"}.
     actor TEXT NOT NULL,
+    -- JSON: the type's payload (docs/sessions.md).
     data TEXT NOT NULL,
+    -- The tool call a tool.* event is about, so that a submitted result finds its request.
+    tool_call_id TEXT,
     created_at BIGINT NOT NULL,
     PRIMARY KEY (session_id, sequence_number)
 );
+CREATE INDEX events_by_tool_call ON events (session_id, tool_call_id) WHERE tool_call_id IS NOT NULL;
 
 -- Idempotency-Key of POST /v1/sessions/{id}/events: the key, a hash of the request, and the
 -- event it recorded.

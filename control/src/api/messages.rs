@@ -1,0 +1,79 @@
+//! Messages: one user turn each, with the assistant's turn in `output`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::sessions::CreateSession;
+
+/// A block of a user message's content.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ContentBlock {
+    Text {
+        text: String,
+    },
+    /// A file uploaded with `POST /v1/files`, by id.
+    File {
+        file_id: String,
+    },
+    /// An image uploaded with `POST /v1/files`, by id.
+    Image {
+        file_id: String,
+    },
+}
+
+/// The body of `POST /v1/agents/{agent_id}/messages`: a new session and its first message.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendAgentMessage {
+    /// `user.message`
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub content: Vec<ContentBlock>,
+    /// Attached to the message: a JSON object of at most 16 KiB.
+    #[serde(default)]
+    pub metadata: Option<serde_json::Map<String, Value>>,
+    /// The session to create; every field optional.
+    #[serde(default)]
+    pub session: Option<CreateSession>,
+}
+
+/// A message: the user's turn (`parts`) and the assistant's (`output`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    /// `msg_…`
+    pub id: String,
+    pub session_id: String,
+    /// 1, 2, 3, … within the session.
+    pub sequence_number: i64,
+    /// The user's content blocks.
+    pub parts: Vec<Value>,
+    pub metadata: Value,
+    /// `queued`, `running`, `waiting_for_tool`, `completed` or `failed`.
+    pub status: String,
+    /// The attempt the message is on, from 1.
+    pub attempt: i64,
+    pub output: MessageOutput,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+/// The assistant's turn: text, tool calls and tool results in order, and the error of a failed
+/// message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageOutput {
+    pub parts: Vec<Value>,
+    pub error: Option<String>,
+}
+
+/// A page of a session's messages, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    pub messages: Vec<Message>,
+    /// True when more messages follow: ask again with `after=next_cursor`.
+    pub has_more: bool,
+    /// The id of the last message of this page, when more follow.
+    pub next_cursor: Option<String>,
+}
