@@ -3,6 +3,7 @@
 //! - [`server`]: the `dari server` process: configuration, bootstrap, serving and shutdown.
 //! - [`http`]: the public `/v1` API (routes, extractors, errors, OpenAPI); [`api`] its wire types.
 //! - [`persistence`]: the database, SQLite or PostgreSQL; the only module that writes SQL.
+//! - [`hub`]: control's side of the link to each sandbox's daemon: requests, outcomes, events.
 //! - [`bus`]: in-process news of ledger writes, for the streams that follow sessions.
 //! - [`blobs`]: snapshot archives, uploaded files and workspace archives.
 //! - [`files`]: what an uploaded file's name and content type may be.
@@ -21,6 +22,7 @@ pub mod bus;
 pub mod cli;
 pub mod files;
 pub mod http;
+pub mod hub;
 pub mod ids;
 pub mod persistence;
 pub mod secrets;
