@@ -8,6 +8,7 @@ mod daemon_ops;
 mod deploy;
 mod deploy_dry_run;
 mod files;
+mod hub;
 mod link;
 mod manifest_corpus;
 mod manifest_fuzz;

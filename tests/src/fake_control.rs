@@ -98,30 +98,7 @@ impl FakeControl {
 
     /// Starts the daemon as the user `uid` (which needs root), or as this process's user.
     pub fn spawn_daemon_as(&self, workspace: &Path, token: &str, uid: Option<u32>) -> DaemonProcess {
-        let log = tempfile::NamedTempFile::new().expect("log file");
-        #[allow(clippy::disallowed_methods)] // Tests start the real daemon.
-        let mut command = tokio::process::Command::new(binary("sandboxd"));
-        if let Some(uid) = uid {
-            command.uid(uid);
-        }
-        let child = command
-            .arg("run")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SANDBOXD_CONTROL_URL", &self.url)
-            .env("SANDBOXD_SANDBOX_ID", SANDBOX_ID)
-            .env("SANDBOXD_TOKEN", token)
-            .env("SANDBOXD_WORKSPACE", workspace)
-            .env("SANDBOXD_PING_INTERVAL_MS", "200")
-            .env("SANDBOXD_MAX_BACKOFF_MS", "200")
-            .env("SANDBOXD_LOG", "warn,sandboxd=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log.reopen().expect("reopen log"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start sandboxd");
-        DaemonProcess { child, log }
+        spawn_sandboxd(&self.url, SANDBOX_ID, workspace, token, uid)
     }
 
     /// The next link the daemon opens, with its hello read.
@@ -136,6 +113,41 @@ impl FakeControl {
         }
         link
     }
+}
+
+/// Starts the real `sandboxd run` against the control at `control_url` (`ws://host:port`), with a
+/// short ping interval and backoff, as the user `uid` (which needs root) or as this process's user.
+pub fn spawn_sandboxd(
+    control_url: &str,
+    sandbox_id: &str,
+    workspace: &Path,
+    token: &str,
+    uid: Option<u32>,
+) -> DaemonProcess {
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    #[allow(clippy::disallowed_methods)] // Tests start the real daemon.
+    let mut command = tokio::process::Command::new(binary("sandboxd"));
+    if let Some(uid) = uid {
+        command.uid(uid);
+    }
+    let child = command
+        .arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SANDBOXD_CONTROL_URL", control_url)
+        .env("SANDBOXD_SANDBOX_ID", sandbox_id)
+        .env("SANDBOXD_TOKEN", token)
+        .env("SANDBOXD_WORKSPACE", workspace)
+        .env("SANDBOXD_PING_INTERVAL_MS", "200")
+        .env("SANDBOXD_MAX_BACKOFF_MS", "200")
+        .env("SANDBOXD_LOG", "warn,sandboxd=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.reopen().expect("reopen log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sandboxd");
+    DaemonProcess { child, log }
 }
 
 impl Link {

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod binaries;
 pub mod control;
 pub mod fake_control;
+pub mod hub_server;
 pub mod sse;
 pub mod txtar;
 
