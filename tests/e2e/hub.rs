@@ -4,12 +4,13 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::time::Duration;
 
-use dari_control::hub::{HubError, HubSettings};
+use dari_control::hub::{HubError, HubSettings, LinkInfo};
 use dari_protocol::link::{DaemonEvent, FsWatch, Operation, Outcome, Stream};
 use dari_protocol::tools::ToolResult;
-use dari_tests::fake_control::PATIENCE;
+use dari_tests::fake_control::{DaemonProcess, PATIENCE};
 use dari_tests::hub_server::{HubServer, TOKEN};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -56,6 +57,35 @@ async fn in_time<T>(future: impl Future<Output = T>) -> T {
     tokio::time::timeout(PATIENCE, future).await.expect("in time")
 }
 
+/// A hub server with one registered sandbox whose real daemon has connected.
+struct Connected {
+    workspace: tempfile::TempDir,
+    server: HubServer,
+    daemon: DaemonProcess,
+    info: LinkInfo,
+}
+
+async fn connected(settings: HubSettings) -> Connected {
+    let workspace = tempfile::tempdir().expect("workspace");
+    let server = HubServer::start(settings).await;
+    server.hub.register(SANDBOX);
+    let daemon = server.spawn_daemon(SANDBOX, workspace.path());
+    let info = server.wait_connected(SANDBOX).await;
+    Connected { workspace, server, daemon, info }
+}
+
+type Request<'a> = Pin<Box<dyn Future<Output = Result<Outcome, HubError>> + 'a>>;
+
+/// Sends the [`GATED`] request and returns its future once the daemon is running it.
+async fn start_gated<'a>(server: &'a HubServer, request_id: &str) -> Request<'a> {
+    let (chunks_tx, mut chunks) = mpsc::channel(64);
+    let mut request: Request<'a> =
+        Box::pin(server.hub.request(SANDBOX, request_id.to_owned(), bash(GATED), Some(chunks_tx)));
+    poll_once(&mut request).await;
+    assert!(first_chunk(&mut chunks).await.contains("started"));
+    request
+}
+
 /// Waits until the request streams a chunk, which proves the daemon is running it. Chunks and
 /// outcomes reach their channels whether or not the request's future is being polled.
 async fn first_chunk(chunks: &mut mpsc::Receiver<(Stream, String)>) -> String {
@@ -64,13 +94,7 @@ async fn first_chunk(chunks: &mut mpsc::Receiver<(Stream, String)>) -> String {
 
 #[tokio::test]
 async fn a_tool_round_trip_writes_then_reads_a_file() {
-    let workspace = tempfile::tempdir().expect("workspace");
-    let server = HubServer::start(settings()).await;
-    server.hub.register(SANDBOX);
-    assert!(server.hub.is_registered(SANDBOX));
-    assert_eq!(server.hub.boot_id(SANDBOX), None);
-    let mut daemon = server.spawn_daemon(SANDBOX, workspace.path());
-    let info = server.wait_connected(SANDBOX).await;
+    let Connected { workspace, server, mut daemon, info } = connected(settings()).await;
     assert!(info.boot_id.starts_with("boot_"));
     assert!(info.capabilities.iter().any(|capability| capability == "tool.run"));
     assert_eq!(server.hub.boot_id(SANDBOX), Some(info.boot_id.clone()));
@@ -99,11 +123,7 @@ async fn a_tool_round_trip_writes_then_reads_a_file() {
 
 #[tokio::test]
 async fn chunks_and_events_reach_the_caller() {
-    let workspace = tempfile::tempdir().expect("workspace");
-    let server = HubServer::start(settings()).await;
-    server.hub.register(SANDBOX);
-    let _daemon = server.spawn_daemon(SANDBOX, workspace.path());
-    server.wait_connected(SANDBOX).await;
+    let Connected { workspace, server, daemon: _daemon, .. } = connected(settings()).await;
 
     let (chunks_tx, mut chunks) = mpsc::channel(64);
     let request = server.hub.request(SANDBOX, "b1".to_owned(), bash("echo one; echo two"), Some(chunks_tx));
@@ -138,6 +158,8 @@ async fn a_request_made_before_the_daemon_connects_is_sent_when_it_does() {
     let workspace = tempfile::tempdir().expect("workspace");
     let server = HubServer::start(settings()).await;
     server.hub.register(SANDBOX);
+    assert!(server.hub.is_registered(SANDBOX));
+    assert_eq!(server.hub.boot_id(SANDBOX), None);
     let mut request = Box::pin(server.hub.request(SANDBOX, "early".to_owned(), bash("echo early"), None));
     poll_once(&mut request).await;
     assert_eq!(server.hub.connected_count(), 0);
@@ -148,17 +170,8 @@ async fn a_request_made_before_the_daemon_connects_is_sent_when_it_does() {
 
 #[tokio::test]
 async fn a_link_dropped_mid_request_delivers_the_result_once_without_running_it_twice() {
-    let workspace = tempfile::tempdir().expect("workspace");
-    let server = HubServer::start(settings()).await;
-    server.hub.register(SANDBOX);
-    let daemon = server.spawn_daemon(SANDBOX, workspace.path());
-    let first = server.wait_connected(SANDBOX).await;
-
-    let (chunks_tx, mut chunks) = mpsc::channel(64);
-    let mut request = Box::pin(server.hub.request(SANDBOX, "gated".to_owned(), bash(GATED), Some(chunks_tx)));
-    poll_once(&mut request).await;
-    assert!(first_chunk(&mut chunks).await.contains("started"));
-
+    let Connected { workspace, server, daemon, info: first } = connected(settings()).await;
+    let request = start_gated(&server, "gated").await;
     server.hub.disconnect(SANDBOX);
     assert_eq!(server.hub.connected_count(), 0);
     // The same daemon comes back; the hub sends the running request again, which it ignores.
@@ -172,11 +185,8 @@ async fn a_link_dropped_mid_request_delivers_the_result_once_without_running_it_
     // A result produced while the link is down is replayed from the outbox; the repeated
     // request is answered from the daemon's record.
     server.refuse_links(true);
-    let (chunks_tx, mut chunks) = mpsc::channel(64);
     std::fs::remove_file(workspace.path().join("go")).expect("close the gate");
-    let mut request = Box::pin(server.hub.request(SANDBOX, "gated2".to_owned(), bash(GATED), Some(chunks_tx)));
-    poll_once(&mut request).await;
-    assert!(first_chunk(&mut chunks).await.contains("started"));
+    let request = start_gated(&server, "gated2").await;
     server.hub.disconnect(SANDBOX);
     std::fs::write(workspace.path().join("go"), "").expect("open the gate");
     wait_for_lines(&workspace.path().join("finished"), 2).await;
@@ -200,16 +210,8 @@ async fn wait_for_lines(path: &Path, count: usize) {
 
 #[tokio::test]
 async fn a_restarted_daemon_runs_the_unanswered_request_again() {
-    let workspace = tempfile::tempdir().expect("workspace");
-    let server = HubServer::start(settings()).await;
-    server.hub.register(SANDBOX);
-    let mut daemon = server.spawn_daemon(SANDBOX, workspace.path());
-    let first = server.wait_connected(SANDBOX).await;
-
-    let (chunks_tx, mut chunks) = mpsc::channel(64);
-    let mut request = Box::pin(server.hub.request(SANDBOX, "gated".to_owned(), bash(GATED), Some(chunks_tx)));
-    poll_once(&mut request).await;
-    assert!(first_chunk(&mut chunks).await.contains("started"));
+    let Connected { workspace, server, mut daemon, info: first } = connected(settings()).await;
+    let request = start_gated(&server, "gated").await;
     daemon.child.kill().await.expect("kill the daemon");
     // The orphaned command of the dead daemon ends too once the gate is open.
     std::fs::write(workspace.path().join("go"), "").expect("open the gate");
@@ -224,15 +226,8 @@ async fn a_restarted_daemon_runs_the_unanswered_request_again() {
 
 #[tokio::test]
 async fn mark_lost_fails_pending_and_later_requests() {
-    let workspace = tempfile::tempdir().expect("workspace");
-    let server = HubServer::start(settings()).await;
-    server.hub.register(SANDBOX);
-    let _daemon = server.spawn_daemon(SANDBOX, workspace.path());
-    server.wait_connected(SANDBOX).await;
-    let (chunks_tx, mut chunks) = mpsc::channel(64);
-    let mut request = Box::pin(server.hub.request(SANDBOX, "gated".to_owned(), bash(GATED), Some(chunks_tx)));
-    poll_once(&mut request).await;
-    assert!(first_chunk(&mut chunks).await.contains("started"));
+    let Connected { server, daemon: _daemon, workspace: _workspace, .. } = connected(settings()).await;
+    let request = start_gated(&server, "gated").await;
 
     server.hub.mark_lost(SANDBOX, "the sandbox's process died");
     match in_time(request).await {
@@ -252,13 +247,8 @@ async fn mark_lost_fails_pending_and_later_requests() {
 
 #[tokio::test]
 async fn forget_fails_pending_requests_with_gone() {
-    let workspace = tempfile::tempdir().expect("workspace");
-    let server = HubServer::start(settings()).await;
-    server.hub.register(SANDBOX);
-    let _daemon = server.spawn_daemon(SANDBOX, workspace.path());
-    server.wait_connected(SANDBOX).await;
-    let mut request = Box::pin(server.hub.request(SANDBOX, "gated".to_owned(), bash(GATED), None));
-    poll_once(&mut request).await;
+    let Connected { server, daemon: _daemon, workspace: _workspace, .. } = connected(settings()).await;
+    let request = start_gated(&server, "gated").await;
     assert!(matches!(server.hub.wait_connected("sbx_other").await, Err(HubError::Unknown(_))));
 
     server.hub.forget(SANDBOX);

@@ -251,8 +251,13 @@ impl Sandbox {
             DaemonMessage::Result { request_id, outcome } => {
                 // An unknown id is a repeat of a result already delivered, or a cancelled request.
                 if let Some(pending) = state.pending.remove(&request_id) {
-                    for waiter in pending.waiters {
+                    let mut waiters = pending.waiters;
+                    let last = waiters.pop();
+                    for waiter in waiters {
                         let _ = waiter.outcome.send(Ok(outcome.clone()));
+                    }
+                    if let Some(last) = last {
+                        let _ = last.outcome.send(Ok(outcome));
                     }
                 }
             }
