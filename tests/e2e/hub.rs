@@ -309,3 +309,120 @@ async fn an_unregistered_sandbox_gets_404_and_the_daemon_exits() {
     assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
     assert!(!server.hub.is_registered("sbx_stranger"));
 }
+
+/// A hand-driven daemon's side of the link, for what the real daemon never does.
+mod by_hand {
+    use dari_protocol::link::{ControlFrame, DaemonEvent, DaemonFrame, DaemonMessage, Hello, Stream};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+    use super::*;
+
+    type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+    async fn dial(server: &HubServer) -> Socket {
+        let url = format!("{}{}", server.url, dari_protocol::link::link_path(SANDBOX));
+        let mut request = url.into_client_request().expect("a request");
+        let bearer = HeaderValue::from_str(&format!("Bearer {TOKEN}")).expect("a header");
+        request.headers_mut().insert("authorization", bearer);
+        tokio_tungstenite::connect_async(request).await.expect("dial the hub").0
+    }
+
+    async fn send(socket: &mut Socket, frame: &DaemonFrame) {
+        socket.send(Message::text(serde_json::to_string(frame).expect("encode"))).await.expect("send");
+    }
+
+    fn hello(protocol: u32, boot_id: &str) -> DaemonFrame {
+        DaemonFrame::Hello(Hello {
+            protocol,
+            daemon_version: "test".to_owned(),
+            sandbox_id: SANDBOX.to_owned(),
+            boot_id: boot_id.to_owned(),
+            capabilities: Vec::new(),
+        })
+    }
+
+    /// The next frame from the hub, or `None` when it closed the link.
+    async fn recv(socket: &mut Socket) -> Option<ControlFrame> {
+        loop {
+            match in_time(socket.next()).await {
+                Some(Ok(Message::Text(text))) => return Some(serde_json::from_str(&text).expect("a control frame")),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    async fn welcomed(server: &HubServer, boot_id: &str) -> (Socket, u64) {
+        let mut socket = dial(server).await;
+        send(&mut socket, &hello(1, boot_id)).await;
+        match recv(&mut socket).await {
+            Some(ControlFrame::Welcome { protocol: 1, acked_through, .. }) => (socket, acked_through),
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    fn event(seq: u64) -> DaemonFrame {
+        let event = DaemonEvent::RuntimeLog { stream: Stream::Stdout, line: format!("line {seq}") };
+        DaemonFrame::Outbox { seq, message: DaemonMessage::Event { event } }
+    }
+
+    #[tokio::test]
+    async fn welcomes_say_how_far_each_boot_was_processed() {
+        let server = HubServer::start(settings()).await;
+        server.hub.register(SANDBOX);
+        let mut events = server.hub.subscribe(SANDBOX).expect("subscribe");
+        let (mut socket, acked_through) = welcomed(&server, "boot_one").await;
+        assert_eq!(acked_through, 0);
+        for seq in 1..=3 {
+            send(&mut socket, &event(seq)).await;
+        }
+        // A repeat of a processed message is ignored.
+        send(&mut socket, &event(2)).await;
+        let mut acked = 0;
+        while acked < 3 {
+            match recv(&mut socket).await {
+                Some(ControlFrame::Ack { through }) => acked = through,
+                other => panic!("expected an ack, got {other:?}"),
+            }
+        }
+        assert_eq!(acked, 3);
+        for seq in 1..=3 {
+            let line = format!("line {seq}");
+            assert!(matches!(events.recv().await, Ok(DaemonEvent::RuntimeLog { line: got, .. }) if got == line));
+        }
+        assert!(events.try_recv().is_err(), "the repeat reached a subscriber");
+
+        // The same boot on a new link continues where it was; the old link is closed.
+        let (_replacement, acked_through) = welcomed(&server, "boot_one").await;
+        assert_eq!(acked_through, 3);
+        assert_eq!(recv(&mut socket).await, None, "the replaced link is closed");
+        assert_eq!(server.hub.connected_count(), 1);
+        // A new boot starts from nothing.
+        let (_restarted, acked_through) = welcomed(&server, "boot_two").await;
+        assert_eq!(acked_through, 0);
+        assert_eq!(server.hub.boot_id(SANDBOX).as_deref(), Some("boot_two"));
+    }
+
+    #[tokio::test]
+    async fn another_protocol_and_frames_that_do_not_parse_close_the_link() {
+        let server = HubServer::start(settings()).await;
+        server.hub.register(SANDBOX);
+        let mut socket = dial(&server).await;
+        send(&mut socket, &hello(2, "boot_future")).await;
+        assert_eq!(recv(&mut socket).await, None);
+        match in_time(server.hub.wait_connected(SANDBOX)).await {
+            Err(HubError::Incompatible { protocol: 2, expected: 1, .. }) => {}
+            other => panic!("expected an incompatible daemon, got {other:?}"),
+        }
+
+        let (mut socket, _) = welcomed(&server, "boot_now").await;
+        assert_eq!(server.wait_connected(SANDBOX).await.boot_id, "boot_now");
+        socket.send(Message::text("{\"type\":\"outbox\",\"seq\":")).await.expect("send");
+        assert_eq!(recv(&mut socket).await, None);
+        assert_eq!(server.hub.connected_count(), 0);
+    }
+}
