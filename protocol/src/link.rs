@@ -137,6 +137,9 @@ pub mod error_code {
     /// A repeated request that already ran, whose outcome the daemon no longer keeps; it is not
     /// run again.
     pub const RESULT_FORGOTTEN: &str = "result_forgotten";
+    /// The runtime server's process exited while it was answering an advance; `details` has
+    /// `exit_code`, `signal` and `recent_logs`.
+    pub const RUNTIME_CRASHED: &str = "runtime_crashed";
 }
 
 /// The operations control can ask for.
@@ -161,9 +164,16 @@ pub enum Operation {
     /// [`RuntimeStatus`].
     #[serde(rename = "runtime.start")]
     RuntimeStart(RuntimeStart),
-    /// POST a JSON body to the runtime's advance path. Value: [`AdvanceResponse`].
+    /// POST a JSON body to the runtime's advance path, with `headers` besides the content type
+    /// (`Dari-Protocol`, `Dari-Session-Id`, `Dari-Message-Id`, `Idempotency-Key`). Value:
+    /// [`AdvanceResponse`].
     #[serde(rename = "runtime.advance")]
-    RuntimeAdvance { body: serde_json::Value, timeout_ms: u64 },
+    RuntimeAdvance {
+        body: serde_json::Value,
+        timeout_ms: u64,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
     /// Value: [`RuntimeStatus`].
     #[serde(rename = "runtime.status")]
     RuntimeStatus,

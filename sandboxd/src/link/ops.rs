@@ -84,8 +84,8 @@ pub async fn run(
         }
         Operation::Exec(request) => run_exec(services, request_id, request, work, cancel).await,
         Operation::RuntimeStart(spec) => start_runtime(services, spec).await,
-        Operation::RuntimeAdvance { body, timeout_ms } => {
-            match services.runtime.advance(&body, Duration::from_millis(timeout_ms)).await {
+        Operation::RuntimeAdvance { body, timeout_ms, headers } => {
+            match services.runtime.advance(&body, &headers, Duration::from_millis(timeout_ms)).await {
                 Ok(response) => Outcome::ok(response),
                 Err(error) => runtime_error(error),
             }
