@@ -1,15 +1,17 @@
 //! Every other operation of the real daemon over the link: exec, the custom runtime server
-//! (health, advance, restart after SIGKILL, failures with their logs), terminals, file watches,
-//! and built-in tools given hostile arguments.
+//! (health, advance with control's headers, restart after SIGKILL, crashes and failures with their
+//! logs), terminals, file watches, built-in tools given hostile arguments, and a workspace archived
+//! by one daemon and restored by another.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use dari_protocol::link::{
     AdvanceResponse, DaemonEvent, ExecOutcome, ExecRequest, FsWatch, Operation, Outcome, PtyOpen, RuntimeStart,
-    RuntimeState, RuntimeStatus, Stream, error_code,
+    RuntimeState, RuntimeStatus, Stream, WorkspaceArchive, WorkspaceArchived, WorkspaceRestore, WorkspaceRestored,
+    error_code,
 };
-use dari_tests::fake_control::{FakeControl, Link, TOKEN};
+use dari_tests::fake_control::{FakeControl, Link, TOKEN, receive_bytes, serve_bytes};
 use dari_tests::workspace_root;
 use serde_json::json;
 
@@ -379,4 +381,93 @@ async fn a_python_custom_tool_runs_from_the_bundle_with_its_logs_apart() {
     let failure = error(link.request("c2", run("broken")).await.0);
     assert_eq!(failure.code, error_code::TOOL_FAILED);
     assert!(failure.message.contains("ValueError: no text given"), "{}", failure.message);
+}
+
+/// Each entry of a tree, with its kind, mode and contents or target, sorted by path.
+fn tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, relative: &str, out: &mut Vec<String>) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut entries: Vec<_> = std::fs::read_dir(root.join(relative)).expect("read dir").flatten().collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = if relative.is_empty() { name } else { format!("{relative}/{name}") };
+            let metadata = std::fs::symlink_metadata(entry.path()).expect("metadata");
+            let mode = metadata.permissions().mode() & 0o777;
+            if metadata.file_type().is_symlink() {
+                out.push(format!("{path} -> {}", std::fs::read_link(entry.path()).expect("link").display()));
+            } else if metadata.is_dir() {
+                out.push(format!("{path}/ {mode:o}"));
+                walk(root, &path, out);
+            } else {
+                let contents = std::fs::read(entry.path()).expect("read");
+                out.push(format!("{path} {mode:o} {}", String::from_utf8_lossy(&contents)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, "", &mut out);
+    out
+}
+
+#[tokio::test]
+async fn a_workspace_archived_by_one_daemon_is_restored_by_another() {
+    use std::os::unix::fs::PermissionsExt;
+    let source = tempfile::tempdir().expect("source workspace");
+    let root = source.path();
+    std::fs::create_dir_all(root.join("src/deep/er")).expect("mkdir");
+    std::fs::create_dir_all(root.join("empty")).expect("mkdir");
+    std::fs::create_dir_all(root.join("node_modules/left-pad")).expect("mkdir");
+    std::fs::create_dir_all(root.join(".dari/agent-resources/source-bundle")).expect("mkdir");
+    std::fs::write(root.join("notes.md"), "remember abc123\n").expect("write");
+    std::fs::write(root.join("src/deep/er/lib.rs"), "pub fn f() {}\n").expect("write");
+    std::fs::write(root.join("tool.sh"), "#!/bin/sh\necho tool\n").expect("write");
+    std::fs::set_permissions(root.join("tool.sh"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(root.join("node_modules/left-pad/index.js"), "x\n").expect("write");
+    std::fs::write(root.join(".dari/agent-resources/source-bundle/dari.yml"), "name: x\n").expect("write");
+    std::os::unix::fs::symlink("src/deep/er/lib.rs", root.join("lib-link")).expect("symlink");
+    let (_control, _daemon, mut link) = connected(root).await;
+    let (put_url, mut uploads) = receive_bytes().await;
+
+    let archive = |max_bytes| {
+        Operation::WorkspaceArchive(WorkspaceArchive {
+            url: put_url.clone(),
+            exclude: vec!["node_modules".to_owned()],
+            max_bytes,
+        })
+    };
+    let failure = error(link.request("w0", archive(64)).await.0);
+    assert_eq!(failure.code, error_code::FAILED);
+    assert!(failure.message.contains("limit of 64 bytes"), "{}", failure.message);
+    let archived: WorkspaceArchived = value(link.request("w1", archive(1 << 30)).await.0);
+    let bytes = tokio::time::timeout(dari_tests::fake_control::PATIENCE, uploads.recv())
+        .await
+        .expect("the archive arrives in time")
+        .expect("an upload");
+    assert_eq!((bytes.len() as u64, archived.file_count), (archived.size_bytes, 3));
+    assert_eq!(dari_bundle::sha256_hex(&bytes), archived.sha256);
+    let bad_url = WorkspaceArchive { url: "ftp://x/y".to_owned(), exclude: Vec::new(), max_bytes: 1 << 30 };
+    let failure = error(link.request("w2", Operation::WorkspaceArchive(bad_url)).await.0);
+    assert_eq!(failure.code, error_code::BAD_REQUEST);
+
+    let target = tempfile::tempdir().expect("target workspace");
+    std::fs::write(target.path().join("notes.md"), "stale\n").expect("write");
+    let (_control, _daemon, mut link) = connected(target.path()).await;
+    let get_url = serve_bytes(bytes).await;
+    let restore = |sha256: &str| {
+        Operation::WorkspaceRestore(WorkspaceRestore {
+            url: get_url.clone(),
+            sha256: sha256.to_owned(),
+            size_bytes: archived.size_bytes,
+        })
+    };
+    let failure = error(link.request("r0", restore(&"0".repeat(64))).await.0);
+    assert!(failure.message.contains("sha256"), "{}", failure.message);
+    assert_eq!(std::fs::read_to_string(target.path().join("notes.md")).expect("read"), "stale\n");
+    let restored: WorkspaceRestored = value(link.request("r1", restore(&archived.sha256)).await.0);
+    assert_eq!(restored.file_count, 3);
+
+    std::fs::remove_dir_all(root.join("node_modules")).expect("remove");
+    std::fs::remove_dir_all(root.join(".dari/agent-resources")).expect("remove");
+    assert_eq!(tree(target.path()), tree(root));
 }
