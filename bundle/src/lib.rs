@@ -23,7 +23,7 @@ pub use crate::extract::{ArchiveFiles, ExtractError, ExtractOptions, ExtractedBu
 pub use crate::files::ReadFileError;
 pub use crate::limits::BundleLimits;
 pub use crate::pack::{PackError, PackedBundle, pack, sha256_hex};
-pub use crate::path::BundlePathError;
+pub use crate::path::{BundlePathError, check_bundle_path};
 pub use crate::select::{
     GitMetadata, SelectError, SelectedFile, SelectedFiles, Selection, WALK_SKIPPED_NAMES, git_metadata, select_files,
 };

@@ -26,7 +26,7 @@ pub enum BundlePathError {
 
 /// Checks raw path bytes and returns them as a bundle path: relative, '/'-separated, UTF-8, with
 /// no empty, `.` or `..` components and at most `max_path_bytes` long.
-pub(crate) fn check_bundle_path(bytes: &[u8], max_path_bytes: usize) -> Result<&str, BundlePathError> {
+pub fn check_bundle_path(bytes: &[u8], max_path_bytes: usize) -> Result<&str, BundlePathError> {
     if bytes.is_empty() {
         return Err(BundlePathError::Empty);
     }

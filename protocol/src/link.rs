@@ -137,6 +137,9 @@ pub mod error_code {
     /// A repeated request that already ran, whose outcome the daemon no longer keeps; it is not
     /// run again.
     pub const RESULT_FORGOTTEN: &str = "result_forgotten";
+    /// The runtime server's process exited while it was answering an advance; `details` has
+    /// `exit_code`, `signal` and `recent_logs`.
+    pub const RUNTIME_CRASHED: &str = "runtime_crashed";
 }
 
 /// The operations control can ask for.
@@ -161,9 +164,16 @@ pub enum Operation {
     /// [`RuntimeStatus`].
     #[serde(rename = "runtime.start")]
     RuntimeStart(RuntimeStart),
-    /// POST a JSON body to the runtime's advance path. Value: [`AdvanceResponse`].
+    /// POST a JSON body to the runtime's advance path, with `headers` besides the content type
+    /// (`Dari-Protocol`, `Dari-Session-Id`, `Dari-Message-Id`, `Idempotency-Key`). Value:
+    /// [`AdvanceResponse`].
     #[serde(rename = "runtime.advance")]
-    RuntimeAdvance { body: serde_json::Value, timeout_ms: u64 },
+    RuntimeAdvance {
+        body: serde_json::Value,
+        timeout_ms: u64,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
     /// Value: [`RuntimeStatus`].
     #[serde(rename = "runtime.status")]
     RuntimeStatus,
@@ -189,6 +199,13 @@ pub enum Operation {
     /// Value: null.
     #[serde(rename = "fs.unwatch")]
     FsUnwatch { id: String },
+    /// Pack the workspace into a tar.gz and PUT it to `url`. Value: [`WorkspaceArchived`].
+    #[serde(rename = "workspace.archive")]
+    WorkspaceArchive(WorkspaceArchive),
+    /// Fetch a workspace archive, check it, and unpack it over the workspace. Value:
+    /// [`WorkspaceRestored`].
+    #[serde(rename = "workspace.restore")]
+    WorkspaceRestore(WorkspaceRestore),
     /// An operation this daemon does not know, from a newer control.
     #[serde(other)]
     Unsupported,
@@ -196,7 +213,7 @@ pub enum Operation {
 
 impl Operation {
     /// The operation names a daemon of this version supports, for [`Hello::capabilities`].
-    pub const NAMES: [&'static str; 14] = [
+    pub const NAMES: [&'static str; 16] = [
         "tool.run",
         "custom_tool.run",
         "bundle.materialize",
@@ -211,6 +228,8 @@ impl Operation {
         "pty.close",
         "fs.watch",
         "fs.unwatch",
+        "workspace.archive",
+        "workspace.restore",
     ];
 }
 
@@ -233,6 +252,53 @@ pub struct BundleMaterialized {
     pub extensions: Vec<String>,
     /// False when the same bundle was already in place.
     pub fetched: bool,
+}
+
+/// What to leave out of a workspace archive, and where to send it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceArchive {
+    /// Where to PUT the tar.gz: a path on control (`/internal/sandboxes/{id}/workspace`, reached
+    /// the way the link reaches control, with the sandbox token) or an absolute `http://` URL.
+    pub url: String,
+    /// Paths relative to the workspace left out with everything under them.
+    /// `.dari/agent-resources` (the source bundle, materialized again in every sandbox) is always
+    /// left out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// The largest archive sent; a larger workspace is refused.
+    #[serde(default = "default_max_archive_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_max_archive_bytes() -> u64 {
+    1 << 30
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceArchived {
+    /// Lowercase hex sha256 of the tar.gz sent.
+    pub sha256: String,
+    pub size_bytes: u64,
+    /// Regular files in the archive (directories and symlinks are not counted).
+    pub file_count: usize,
+    /// The first paths left out because a restore could not bring them back: sockets, fifos,
+    /// devices, symlinks that lead outside the workspace, names that are not UTF-8.
+    #[serde(default)]
+    pub skipped: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceRestore {
+    /// Where to GET the tar.gz, as in [`WorkspaceArchive::url`].
+    pub url: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkspaceRestored {
+    /// Regular files written.
+    pub file_count: usize,
 }
 
 /// A command to run: `argv` directly, or `shell` through `sh -c`.

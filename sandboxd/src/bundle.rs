@@ -10,38 +10,19 @@ use std::path::{Path, PathBuf};
 
 use dari_bundle::{BundleLimits, ExtractOptions, extract};
 use dari_protocol::link::{BundleMaterialize, BundleMaterialized};
-use http_body_util::BodyExt;
-use hyper::Method;
-use tokio::io::AsyncWriteExt;
 
-use crate::http::{self, HttpRequest, Target};
+pub use crate::transfer::ControlEndpoint;
+use crate::transfer::TransferError;
 
 /// The agent's resources, relative to the workspace.
 pub const AGENT_RESOURCES: &str = ".dari/agent-resources";
 /// The variable that tells tools and the runtime where the bundle is.
 pub const ENV_SOURCE_BUNDLE_ROOT: &str = "DARI_SOURCE_BUNDLE_ROOT";
 
-/// How to reach control for downloads.
-#[derive(Clone, Debug)]
-pub struct ControlEndpoint {
-    pub target: Target,
-    pub token: String,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum MaterializeError {
-    #[error("the bundle URL {url:?} is not a control path or an http:// URL")]
-    BadUrl { url: String },
-    #[error("fetch the bundle from {url}")]
-    Fetch {
-        url: String,
-        #[source]
-        source: http::HttpError,
-    },
-    #[error("fetch the bundle from {url}: control answered HTTP {status}")]
-    Status { url: String, status: u16 },
-    #[error("the bundle from {url} is larger than the {limit} bytes announced")]
-    TooLarge { url: String, limit: u64 },
+    #[error("fetch the bundle")]
+    Fetch(#[source] TransferError),
     #[error("{operation} {path}")]
     Io {
         operation: &'static str,
@@ -94,47 +75,8 @@ pub async fn materialize(
 
 /// Streams the archive to `into`, refusing more bytes than announced.
 async fn fetch(control: &ControlEndpoint, request: &BundleMaterialize, into: &Path) -> Result<(), MaterializeError> {
-    let url = request.url.clone();
-    let (target, path) = if request.url.starts_with('/') {
-        (control.target.clone(), request.url.clone())
-    } else if let Some(rest) = request.url.strip_prefix("http://") {
-        let (host, path) =
-            rest.split_once('/').map_or((rest, "/".to_owned()), |(host, path)| (host, format!("/{path}")));
-        (Target::Tcp(host.to_owned()), path)
-    } else {
-        return Err(MaterializeError::BadUrl { url });
-    };
-    let authorization = format!("Bearer {}", control.token);
-    let headers = [("authorization", authorization.as_str())];
-    let http_request = HttpRequest {
-        method: Method::GET,
-        path: &path,
-        headers: &headers,
-        body: bytes::Bytes::new(),
-        timeout: std::time::Duration::from_secs(300),
-    };
-    let mut response = http::open(&target, http_request)
-        .await
-        .map_err(|source| MaterializeError::Fetch { url: url.clone(), source })?;
-    if !response.status().is_success() {
-        return Err(MaterializeError::Status { url, status: response.status().as_u16() });
-    }
     let mut file = tokio::fs::File::create(into).await.map_err(|source| io("create", into, source))?;
-    let mut written: u64 = 0;
-    while let Some(frame) = response.body_mut().frame().await {
-        let frame = frame.map_err(|source| MaterializeError::Fetch {
-            url: url.clone(),
-            source: http::HttpError::Exchange { method: Method::GET, path: path.clone(), target: url.clone(), source },
-        })?;
-        if let Some(data) = frame.data_ref() {
-            written += data.len() as u64;
-            if written > request.size_bytes {
-                return Err(MaterializeError::TooLarge { url, limit: request.size_bytes });
-            }
-            file.write_all(data).await.map_err(|source| io("write", into, source))?;
-        }
-    }
-    file.flush().await.map_err(|source| io("write", into, source))?;
+    control.download(&request.url, request.size_bytes, &mut file, into).await.map_err(MaterializeError::Fetch)?;
     Ok(())
 }
 

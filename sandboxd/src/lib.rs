@@ -14,4 +14,6 @@ pub mod process;
 pub mod pty;
 pub mod runtime;
 pub mod tools;
+pub mod transfer;
 pub mod watch;
+pub mod workspace_archive;

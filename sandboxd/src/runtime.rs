@@ -3,17 +3,22 @@
 //! `start` runs `sh -c <command>` in the bundle directory with `PORT` and the declared
 //! environment, in its own process group; its stdout and stderr become log events and a bounded
 //! ring of recent lines; it is polled on `health_path` until healthy or the start deadline passes.
-//! When it exits it is restarted with exponential backoff. `advance` POSTs a JSON body to
-//! `advance_path`, waiting for health first if the server is restarting, and answers with the
-//! response or a structured error that carries the status, a body excerpt and recent logs.
+//! When it exits it is restarted with exponential backoff. `advance` POSTs a JSON body (with
+//! control's headers) to `advance_path`, waiting for health first if the server is restarting, and
+//! answers with the response or a structured error that carries the status, a body excerpt and
+//! recent logs; a server that dies while answering is reported as crashed, with its exit.
 
+mod headers;
 mod logs;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use dari_protocol::link::{AdvanceResponse, DaemonEvent, RuntimeStart, RuntimeState, RuntimeStatus, Stream};
+use dari_protocol::link::{
+    AdvanceResponse, DaemonEvent, RuntimeStart, RuntimeState, RuntimeStatus, Stream, error_code,
+};
 use hyper::Method;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -42,6 +47,9 @@ const STABLE_UPTIME: Duration = Duration::from_secs(30);
 const LOG_SETTLE: Duration = Duration::from_millis(100);
 /// How long a stopping server gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long an advance whose connection broke waits for the supervisor to see the server exit,
+/// which tells a crash from a server that merely closed the connection.
+const CRASH_SETTLE: Duration = Duration::from_secs(2);
 
 /// The supervisor of at most one runtime server per sandbox.
 #[derive(Clone, Debug)]
@@ -55,6 +63,16 @@ struct Inner {
     status: watch::Sender<RuntimeStatus>,
     logs: Mutex<LogRing>,
     current: Mutex<Option<Supervised>>,
+    /// How the last server process ended, for an advance that was talking to it.
+    last_exit: Mutex<Option<Exit>>,
+}
+
+/// How one server process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Exit {
+    pid: u32,
+    code: Option<i32>,
+    signal: Option<i32>,
 }
 
 #[derive(Debug)]
@@ -77,7 +95,13 @@ impl Runtime {
         let status = RuntimeStatus { state: RuntimeState::NotStarted, pid: None, restarts: 0 };
         let (status, _) = watch::channel(status);
         Runtime {
-            inner: Arc::new(Inner { events, status, logs: Mutex::new(LogRing::new()), current: Mutex::new(None) }),
+            inner: Arc::new(Inner {
+                events,
+                status,
+                logs: Mutex::new(LogRing::new()),
+                current: Mutex::new(None),
+                last_exit: Mutex::new(None),
+            }),
         }
     }
 
@@ -121,33 +145,46 @@ impl Runtime {
                 };
                 let details = self.error_details(None, None);
                 self.stop().await;
-                Err(RuntimeError { code: dari_protocol::link::error_code::RUNTIME_UNHEALTHY, message, details })
+                Err(RuntimeError { code: error_code::RUNTIME_UNHEALTHY, message, details })
             }
         }
     }
 
-    /// POSTs `body` to the advance path and returns the response, or a structured error.
-    pub async fn advance(&self, body: &serde_json::Value, timeout: Duration) -> Result<AdvanceResponse, RuntimeError> {
+    /// POSTs `body` with `extra_headers` to the advance path and returns the response, or a
+    /// structured error.
+    pub async fn advance(
+        &self,
+        body: &serde_json::Value,
+        extra_headers: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<AdvanceResponse, RuntimeError> {
+        let extra_headers = headers::check(extra_headers).map_err(|message| RuntimeError {
+            code: error_code::BAD_REQUEST,
+            message,
+            details: serde_json::Value::Null,
+        })?;
         let Some(spec) = lock(&self.inner.current).as_ref().map(|supervised| supervised.spec.clone()) else {
             return Err(RuntimeError {
-                code: dari_protocol::link::error_code::RUNTIME_NOT_STARTED,
+                code: error_code::RUNTIME_NOT_STARTED,
                 message: "the runtime server is not started; send runtime.start first".to_owned(),
                 details: serde_json::Value::Null,
             });
         };
         let deadline = Instant::now() + timeout;
-        if self.wait_for_health(deadline).await.is_err() {
+        let Ok(healthy) = self.wait_for_health(deadline).await else {
             return Err(RuntimeError {
-                code: dari_protocol::link::error_code::RUNTIME_UNHEALTHY,
+                code: error_code::RUNTIME_UNHEALTHY,
                 message: format!("the runtime server was not healthy within {} ms", timeout.as_millis()),
                 details: self.error_details(None, None),
             });
-        }
+        };
         let payload = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        let mut headers = vec![("content-type", "application/json"), ("accept", "application/json")];
+        headers.extend(extra_headers);
         let request = HttpRequest {
             method: Method::POST,
             path: &spec.advance_path,
-            headers: &[("content-type", "application/json"), ("accept", "application/json")],
+            headers: &headers,
             body: payload,
             timeout: deadline.saturating_duration_since(Instant::now()),
         };
@@ -156,7 +193,7 @@ impl Runtime {
             Ok(response) => response,
             Err(http::HttpError::TimedOut { .. }) => {
                 return Err(RuntimeError {
-                    code: dari_protocol::link::error_code::TIMED_OUT,
+                    code: error_code::TIMED_OUT,
                     message: format!(
                         "the runtime server did not answer POST {} within {} ms",
                         spec.advance_path,
@@ -166,8 +203,13 @@ impl Runtime {
                 });
             }
             Err(error) => {
+                if let Some(pid) = healthy.pid
+                    && let Some(exit) = self.exit_of(pid).await
+                {
+                    return Err(self.crashed(exit, &spec.advance_path).await);
+                }
                 return Err(RuntimeError {
-                    code: dari_protocol::link::error_code::RUNTIME_HTTP_ERROR,
+                    code: error_code::RUNTIME_HTTP_ERROR,
                     message: format!("{:#}", anyhow::Error::new(error)),
                     details: self.error_details(None, None),
                 });
@@ -177,7 +219,7 @@ impl Runtime {
             // The server usually logs why just before it answers; its log pipe races the answer.
             tokio::time::sleep(LOG_SETTLE).await;
             return Err(RuntimeError {
-                code: dari_protocol::link::error_code::RUNTIME_HTTP_ERROR,
+                code: error_code::RUNTIME_HTTP_ERROR,
                 message: format!("the runtime server answered POST {} with HTTP {status}", spec.advance_path),
                 details: self.error_details(Some(status), Some(&response_body)),
             });
@@ -185,7 +227,7 @@ impl Runtime {
         match serde_json::from_slice(&response_body) {
             Ok(body) => Ok(AdvanceResponse { status, body }),
             Err(error) => Err(RuntimeError {
-                code: dari_protocol::link::error_code::RUNTIME_HTTP_ERROR,
+                code: error_code::RUNTIME_HTTP_ERROR,
                 message: format!("the runtime server's answer to POST {} is not JSON: {error}", spec.advance_path),
                 details: self.error_details(Some(status), Some(&response_body)),
             }),
@@ -217,6 +259,35 @@ impl Runtime {
             Ok(Ok(status)) if status.state == RuntimeState::Healthy => Ok(status.clone()),
             Ok(Ok(status)) => Err(status.state),
             _ => Err(self.status().state),
+        }
+    }
+
+    /// How the server process `pid` ended, once the supervisor has seen it end; None when it is
+    /// still running after [`CRASH_SETTLE`].
+    async fn exit_of(&self, pid: u32) -> Option<Exit> {
+        let mut status = self.inner.status.subscribe();
+        let _ = tokio::time::timeout(CRASH_SETTLE, status.wait_for(|status| status.pid != Some(pid))).await;
+        lock(&self.inner.last_exit).filter(|exit| exit.pid == pid)
+    }
+
+    /// The error for an advance whose server exited before answering.
+    async fn crashed(&self, exit: Exit, advance_path: &str) -> RuntimeError {
+        // The server's last words travel through its pipes, which may not be drained yet.
+        tokio::time::sleep(LOG_SETTLE).await;
+        let how = match (exit.code, exit.signal) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (None, Some(signal)) => format!("was killed by signal {signal}"),
+            (None, None) => "exited".to_owned(),
+        };
+        let recent_logs = lock(&self.inner.logs).last(ERROR_LOG_LINES);
+        RuntimeError {
+            code: error_code::RUNTIME_CRASHED,
+            message: format!("the runtime server {how} while answering POST {advance_path}; it is being restarted"),
+            details: serde_json::json!({
+                "exit_code": exit.code,
+                "signal": exit.signal,
+                "recent_logs": recent_logs,
+            }),
         }
     }
 
@@ -289,6 +360,7 @@ async fn supervise(
             Err(_) => (None, None),
         };
         warn!(?code, ?signal, "the runtime server exited; restarting it");
+        *lock(&inner.last_exit) = Some(Exit { pid: child.pid(), code, signal });
         let _ = inner.events.try_send(DaemonEvent::RuntimeExited { code, signal });
         restarts += 1;
         if started.elapsed() > STABLE_UPTIME {

@@ -1,15 +1,17 @@
 //! Every other operation of the real daemon over the link: exec, the custom runtime server
-//! (health, advance, restart after SIGKILL, failures with their logs), terminals, file watches,
-//! and built-in tools given hostile arguments.
+//! (health, advance with control's headers, restart after SIGKILL, crashes and failures with their
+//! logs), terminals, file watches, built-in tools given hostile arguments, and a workspace archived
+//! by one daemon and restored by another.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use dari_protocol::link::{
     AdvanceResponse, DaemonEvent, ExecOutcome, ExecRequest, FsWatch, Operation, Outcome, PtyOpen, RuntimeStart,
-    RuntimeState, RuntimeStatus, Stream, error_code,
+    RuntimeState, RuntimeStatus, Stream, WorkspaceArchive, WorkspaceArchived, WorkspaceRestore, WorkspaceRestored,
+    error_code,
 };
-use dari_tests::fake_control::{FakeControl, Link, TOKEN};
+use dari_tests::fake_control::{FakeControl, Link, TOKEN, receive_bytes, serve_bytes};
 use dari_tests::workspace_root;
 use serde_json::json;
 
@@ -91,6 +93,10 @@ fn advance_body(text: &str, state: Option<serde_json::Value>) -> serde_json::Val
     body
 }
 
+fn advance_op(body: serde_json::Value, timeout_ms: u64) -> Operation {
+    Operation::RuntimeAdvance { body, timeout_ms, headers: BTreeMap::new() }
+}
+
 #[tokio::test]
 async fn the_runtime_server_answers_advances_and_survives_sigkill() {
     let workspace = tempfile::tempdir().expect("workspace");
@@ -99,13 +105,10 @@ async fn the_runtime_server_answers_advances_and_survives_sigkill() {
         value(link.request("s1", Operation::RuntimeStart(echo_runtime(workspace.path()))).await.0);
     assert_eq!(status.state, RuntimeState::Healthy);
 
-    let advance = Operation::RuntimeAdvance { body: advance_body("hi", None), timeout_ms: 10_000 };
+    let advance = advance_op(advance_body("hi", None), 10_000);
     let response: AdvanceResponse = value(link.request("a1", advance).await.0);
     assert_eq!(response.body["text"], "echo: hi (turn 1)");
-    let advance = Operation::RuntimeAdvance {
-        body: advance_body("again", Some(response.body["state"].clone())),
-        timeout_ms: 10_000,
-    };
+    let advance = advance_op(advance_body("again", Some(response.body["state"].clone())), 10_000);
     let response: AdvanceResponse = value(link.request("a2", advance).await.0);
     assert_eq!(response.body["text"], "echo: again (turn 2)");
 
@@ -113,7 +116,7 @@ async fn the_runtime_server_answers_advances_and_survives_sigkill() {
     nix_kill(pid);
     let exited = link.event(|event| matches!(event, DaemonEvent::RuntimeExited { .. })).await;
     assert_eq!(exited, DaemonEvent::RuntimeExited { code: None, signal: Some(9) });
-    let advance = Operation::RuntimeAdvance { body: advance_body("after", None), timeout_ms: 15_000 };
+    let advance = advance_op(advance_body("after", None), 15_000);
     let response: AdvanceResponse = value(link.request("a3", advance).await.0);
     assert_eq!(response.body["text"], "echo: after (turn 1)");
     let status: RuntimeStatus = value(link.request("s2", Operation::RuntimeStatus).await.0);
@@ -142,7 +145,7 @@ async fn a_runtime_that_never_becomes_healthy_fails_with_its_logs() {
     let logs = failure.details["recent_logs"].to_string();
     assert!(logs.contains("fatal: no module named fastapi"), "{logs}");
 
-    let advance = Operation::RuntimeAdvance { body: json!({}), timeout_ms: 1000 };
+    let advance = advance_op(json!({}), 1000);
     assert_eq!(error(link.request("a1", advance).await.0).code, error_code::RUNTIME_NOT_STARTED);
 }
 
@@ -154,11 +157,71 @@ async fn a_runtime_error_response_carries_status_body_and_logs() {
     let (_control, _daemon, mut link) = connected(workspace.path()).await;
     let start = RuntimeStart { command: "python3 flaky.py".to_owned(), cwd: None, ..echo_runtime(workspace.path()) };
     let _: RuntimeStatus = value(link.request("s1", Operation::RuntimeStart(start)).await.0);
-    let failure = error(link.request("a1", Operation::RuntimeAdvance { body: json!({}), timeout_ms: 5000 }).await.0);
+    let failure = error(link.request("a1", advance_op(json!({}), 5000)).await.0);
     assert_eq!(failure.code, error_code::RUNTIME_HTTP_ERROR);
     assert_eq!(failure.details["status"], 500);
     assert_eq!(failure.details["body_excerpt"], "internal boom");
     assert!(failure.details["recent_logs"].to_string().contains("database locked"), "{}", failure.details);
+}
+
+/// A runtime server whose advance handler runs `on_post` (Python, with `self` the handler), and
+/// which answers health checks.
+fn python_runtime(workspace: &Path, on_post: &str) -> RuntimeStart {
+    let server = format!(
+        "import http.server, json, os, sys\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n    def do_POST(self):\n        self.rfile.read(int(self.headers.get('content-length', 0)))\n{on_post}\nhttp.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"
+    );
+    std::fs::write(workspace.join("server.py"), server).expect("write the server");
+    RuntimeStart { command: "python3 server.py".to_owned(), cwd: None, ..echo_runtime(workspace) }
+}
+
+#[tokio::test]
+async fn an_advance_carries_controls_headers_and_refuses_bad_ones() {
+    let workspace = tempfile::tempdir().expect("workspace");
+    let echo_headers = "        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()\n        self.send_response(200); self.send_header('content-type', 'application/json'); self.end_headers(); self.wfile.write(body)";
+    let start = python_runtime(workspace.path(), echo_headers);
+    let (_control, _daemon, mut link) = connected(workspace.path()).await;
+    let _: RuntimeStatus = value(link.request("s1", Operation::RuntimeStart(start)).await.0);
+    let headers: BTreeMap<String, String> = [
+        ("Dari-Protocol", "dari-runtime-v1"),
+        ("Dari-Session-Id", "sess_1"),
+        ("Dari-Message-Id", "msg_1"),
+        ("Idempotency-Key", "msg_1:1"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    let advance = Operation::RuntimeAdvance { body: json!({}), timeout_ms: 10_000, headers: headers.clone() };
+    let response: AdvanceResponse = value(link.request("a1", advance).await.0);
+    for (name, sent) in &headers {
+        assert_eq!(response.body[name.to_ascii_lowercase()], json!(sent), "{}", response.body);
+    }
+    assert_eq!(response.body["content-type"], "application/json");
+
+    for (name, bad_value) in [("Dari-Session-Id", "sess_1\r\nX-Evil: 1"), ("Bad Name", "x"), ("Host", "evil")] {
+        let headers = BTreeMap::from([(name.to_owned(), bad_value.to_owned())]);
+        let advance = Operation::RuntimeAdvance { body: json!({}), timeout_ms: 10_000, headers };
+        let failure = error(link.request(&format!("bad-{name}"), advance).await.0);
+        assert_eq!(failure.code, error_code::BAD_REQUEST, "{name}: {}", failure.message);
+    }
+    let many: BTreeMap<String, String> = (0..33).map(|index| (format!("X-{index}"), "v".to_owned())).collect();
+    let advance = Operation::RuntimeAdvance { body: json!({}), timeout_ms: 10_000, headers: many };
+    assert_eq!(error(link.request("many", advance).await.0).code, error_code::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_runtime_that_dies_while_answering_is_reported_as_crashed() {
+    let workspace = tempfile::tempdir().expect("workspace");
+    let die = "        print('advance: giving up on the database', flush=True)\n        os._exit(3)";
+    let start = python_runtime(workspace.path(), die);
+    let (_control, _daemon, mut link) = connected(workspace.path()).await;
+    let _: RuntimeStatus = value(link.request("s1", Operation::RuntimeStart(start)).await.0);
+    let failure = error(link.request("a1", advance_op(json!({}), 10_000)).await.0);
+    assert_eq!(failure.code, error_code::RUNTIME_CRASHED, "{}: {}", failure.message, failure.details);
+    assert!(failure.message.contains("exited with code 3"), "{}", failure.message);
+    assert_eq!(failure.details["exit_code"], 3);
+    assert_eq!(failure.details["signal"], serde_json::Value::Null);
+    let logs = failure.details["recent_logs"].to_string();
+    assert!(logs.contains("advance: giving up on the database"), "{logs}");
 }
 
 #[tokio::test]
@@ -318,4 +381,93 @@ async fn a_python_custom_tool_runs_from_the_bundle_with_its_logs_apart() {
     let failure = error(link.request("c2", run("broken")).await.0);
     assert_eq!(failure.code, error_code::TOOL_FAILED);
     assert!(failure.message.contains("ValueError: no text given"), "{}", failure.message);
+}
+
+/// Each entry of a tree, with its kind, mode and contents or target, sorted by path.
+fn tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, relative: &str, out: &mut Vec<String>) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut entries: Vec<_> = std::fs::read_dir(root.join(relative)).expect("read dir").flatten().collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = if relative.is_empty() { name } else { format!("{relative}/{name}") };
+            let metadata = std::fs::symlink_metadata(entry.path()).expect("metadata");
+            let mode = metadata.permissions().mode() & 0o777;
+            if metadata.file_type().is_symlink() {
+                out.push(format!("{path} -> {}", std::fs::read_link(entry.path()).expect("link").display()));
+            } else if metadata.is_dir() {
+                out.push(format!("{path}/ {mode:o}"));
+                walk(root, &path, out);
+            } else {
+                let contents = std::fs::read(entry.path()).expect("read");
+                out.push(format!("{path} {mode:o} {}", String::from_utf8_lossy(&contents)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, "", &mut out);
+    out
+}
+
+#[tokio::test]
+async fn a_workspace_archived_by_one_daemon_is_restored_by_another() {
+    use std::os::unix::fs::PermissionsExt;
+    let source = tempfile::tempdir().expect("source workspace");
+    let root = source.path();
+    std::fs::create_dir_all(root.join("src/deep/er")).expect("mkdir");
+    std::fs::create_dir_all(root.join("empty")).expect("mkdir");
+    std::fs::create_dir_all(root.join("node_modules/left-pad")).expect("mkdir");
+    std::fs::create_dir_all(root.join(".dari/agent-resources/source-bundle")).expect("mkdir");
+    std::fs::write(root.join("notes.md"), "remember abc123\n").expect("write");
+    std::fs::write(root.join("src/deep/er/lib.rs"), "pub fn f() {}\n").expect("write");
+    std::fs::write(root.join("tool.sh"), "#!/bin/sh\necho tool\n").expect("write");
+    std::fs::set_permissions(root.join("tool.sh"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(root.join("node_modules/left-pad/index.js"), "x\n").expect("write");
+    std::fs::write(root.join(".dari/agent-resources/source-bundle/dari.yml"), "name: x\n").expect("write");
+    std::os::unix::fs::symlink("src/deep/er/lib.rs", root.join("lib-link")).expect("symlink");
+    let (_control, _daemon, mut link) = connected(root).await;
+    let (put_url, mut uploads) = receive_bytes().await;
+
+    let archive = |max_bytes| {
+        Operation::WorkspaceArchive(WorkspaceArchive {
+            url: put_url.clone(),
+            exclude: vec!["node_modules".to_owned()],
+            max_bytes,
+        })
+    };
+    let failure = error(link.request("w0", archive(64)).await.0);
+    assert_eq!(failure.code, error_code::FAILED);
+    assert!(failure.message.contains("limit of 64 bytes"), "{}", failure.message);
+    let archived: WorkspaceArchived = value(link.request("w1", archive(1 << 30)).await.0);
+    let bytes = tokio::time::timeout(dari_tests::fake_control::PATIENCE, uploads.recv())
+        .await
+        .expect("the archive arrives in time")
+        .expect("an upload");
+    assert_eq!((bytes.len() as u64, archived.file_count), (archived.size_bytes, 3));
+    assert_eq!(dari_bundle::sha256_hex(&bytes), archived.sha256);
+    let bad_url = WorkspaceArchive { url: "ftp://x/y".to_owned(), exclude: Vec::new(), max_bytes: 1 << 30 };
+    let failure = error(link.request("w2", Operation::WorkspaceArchive(bad_url)).await.0);
+    assert_eq!(failure.code, error_code::BAD_REQUEST);
+
+    let target = tempfile::tempdir().expect("target workspace");
+    std::fs::write(target.path().join("notes.md"), "stale\n").expect("write");
+    let (_control, _daemon, mut link) = connected(target.path()).await;
+    let get_url = serve_bytes(bytes).await;
+    let restore = |sha256: &str| {
+        Operation::WorkspaceRestore(WorkspaceRestore {
+            url: get_url.clone(),
+            sha256: sha256.to_owned(),
+            size_bytes: archived.size_bytes,
+        })
+    };
+    let failure = error(link.request("r0", restore(&"0".repeat(64))).await.0);
+    assert!(failure.message.contains("sha256"), "{}", failure.message);
+    assert_eq!(std::fs::read_to_string(target.path().join("notes.md")).expect("read"), "stale\n");
+    let restored: WorkspaceRestored = value(link.request("r1", restore(&archived.sha256)).await.0);
+    assert_eq!(restored.file_count, 3);
+
+    std::fs::remove_dir_all(root.join("node_modules")).expect("remove");
+    std::fs::remove_dir_all(root.join(".dari/agent-resources")).expect("remove");
+    assert_eq!(tree(target.path()), tree(root));
 }

@@ -266,28 +266,66 @@ impl DaemonProcess {
 /// Serves `body` to every GET that carries the sandbox token (403 otherwise), over plain HTTP on
 /// a loopback port, the way control serves a source bundle. Returns the URL.
 pub async fn serve_bytes(body: Vec<u8>) -> String {
+    serve(move |_head, _request_body| body.clone()).await
+}
+
+/// Accepts PUTs that carry the sandbox token (403 otherwise), over plain HTTP on a loopback port,
+/// the way control receives a workspace archive, and hands over each body received. Returns the
+/// URL and the bodies.
+pub async fn receive_bytes() -> (String, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let (bodies_tx, bodies) = mpsc::unbounded_channel();
+    let url = serve(move |head, request_body| {
+        if head.starts_with("put ") {
+            let _ = bodies_tx.send(request_body);
+        }
+        b"{}".to_vec()
+    })
+    .await;
+    (url, bodies)
+}
+
+/// One connection per request: reads the head and the `content-length` bytes of body, and
+/// answers authorized requests with what `respond` makes of them (given the lower-cased head).
+async fn serve(respond: impl Fn(&str, Vec<u8>) -> Vec<u8> + Send + Sync + 'static) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let url = format!("http://{}/bundle.tar.gz", listener.local_addr().expect("local address"));
+    let respond = std::sync::Arc::new(respond);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let body = body.clone();
+            let respond = respond.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                let mut received = Vec::new();
+                let mut buffer = vec![0u8; 64 * 1024];
+                let head_end = loop {
+                    if let Some(index) = received.windows(4).position(|window| window == b"\r\n\r\n") {
+                        break index + 4;
+                    }
                     match stream.read(&mut buffer).await {
                         Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                        Ok(n) => received.extend_from_slice(&buffer[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&received[..head_end]).to_ascii_lowercase();
+                let content_length = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .and_then(|value| value.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                let mut body = received.split_off(head_end);
+                while body.len() < content_length {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => body.extend_from_slice(&buffer[..n]),
                     }
                 }
-                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
                 let authorized = head.contains(&format!("authorization: bearer {}", TOKEN.to_ascii_lowercase()));
                 let response = if authorized {
+                    let answer = respond(&head, body);
                     let mut response =
-                        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len())
+                        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", answer.len())
                             .into_bytes();
-                    response.extend_from_slice(&body);
+                    response.extend_from_slice(&answer);
                     response
                 } else {
                     b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()

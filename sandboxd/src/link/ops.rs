@@ -84,8 +84,8 @@ pub async fn run(
         }
         Operation::Exec(request) => run_exec(services, request_id, request, work, cancel).await,
         Operation::RuntimeStart(spec) => start_runtime(services, spec).await,
-        Operation::RuntimeAdvance { body, timeout_ms } => {
-            match services.runtime.advance(&body, Duration::from_millis(timeout_ms)).await {
+        Operation::RuntimeAdvance { body, timeout_ms, headers } => {
+            match services.runtime.advance(&body, &headers, Duration::from_millis(timeout_ms)).await {
                 Ok(response) => Outcome::ok(response),
                 Err(error) => runtime_error(error),
             }
@@ -101,6 +101,16 @@ pub async fn run(
         Operation::PtyClose { id } => unit(services.ptys.close(&id).await),
         Operation::FsWatch(request) => watch(services, request).await,
         Operation::FsUnwatch { id } => unit(services.watches.unwatch(&id).await),
+        Operation::WorkspaceArchive(request) => {
+            let archived =
+                crate::workspace_archive::archive(services.tools.workspace.root(), &services.control, &request).await;
+            archive_outcome(archived)
+        }
+        Operation::WorkspaceRestore(request) => {
+            let restored =
+                crate::workspace_archive::restore(services.tools.workspace.root(), &services.control, &request).await;
+            archive_outcome(restored)
+        }
         Operation::Unsupported => Outcome::error(
             error_code::UNSUPPORTED_OPERATION,
             "this daemon does not know the operation; upgrade the sandbox image",
@@ -278,6 +288,16 @@ async fn watch(services: &Services, request: dari_protocol::link::FsWatch) -> Ou
 
 fn runtime_error(error: RuntimeError) -> Outcome {
     Outcome::Error { error: OpError { code: error.code.to_owned(), message: error.message, details: error.details } }
+}
+
+fn archive_outcome(result: Result<impl serde::Serialize, crate::workspace_archive::ArchiveError>) -> Outcome {
+    match result {
+        Ok(value) => Outcome::ok(value),
+        Err(error) if error.is_bad_request() => {
+            Outcome::error(error_code::BAD_REQUEST, format!("{:#}", anyhow::Error::new(error)))
+        }
+        Err(error) => failed(error),
+    }
 }
 
 fn unit<E: std::error::Error + Send + Sync + 'static>(result: Result<(), E>) -> Outcome {
