@@ -151,12 +151,8 @@ async fn a_runtime_that_never_becomes_healthy_fails_with_its_logs() {
 
 #[tokio::test]
 async fn a_runtime_error_response_carries_status_body_and_logs() {
-    let workspace = tempfile::tempdir().expect("workspace");
-    let server = "import http.server, sys\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n    def do_POST(self):\n        print('advance failed: database locked', file=sys.stderr, flush=True)\n        self.send_response(500); self.end_headers(); self.wfile.write(b'internal boom')\nimport os\nhttp.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n";
-    std::fs::write(workspace.path().join("flaky.py"), server).expect("write the server");
-    let (_control, _daemon, mut link) = connected(workspace.path()).await;
-    let start = RuntimeStart { command: "python3 flaky.py".to_owned(), cwd: None, ..echo_runtime(workspace.path()) };
-    let _: RuntimeStatus = value(link.request("s1", Operation::RuntimeStart(start)).await.0);
+    let fail = "        print('advance failed: database locked', file=sys.stderr, flush=True)\n        self.send_response(500); self.end_headers(); self.wfile.write(b'internal boom')";
+    let (_workspace, _control, _daemon, mut link) = python_runtime(fail).await;
     let failure = error(link.request("a1", advance_op(json!({}), 5000)).await.0);
     assert_eq!(failure.code, error_code::RUNTIME_HTTP_ERROR);
     assert_eq!(failure.details["status"], 500);
@@ -164,23 +160,26 @@ async fn a_runtime_error_response_carries_status_body_and_logs() {
     assert!(failure.details["recent_logs"].to_string().contains("database locked"), "{}", failure.details);
 }
 
-/// A runtime server whose advance handler runs `on_post` (Python, with `self` the handler), and
-/// which answers health checks.
-fn python_runtime(workspace: &Path, on_post: &str) -> RuntimeStart {
+/// A daemon running a healthy runtime server whose advance handler runs `on_post` (Python, with
+/// `self` the handler, the request body already read).
+async fn python_runtime(
+    on_post: &str,
+) -> (tempfile::TempDir, FakeControl, dari_tests::fake_control::DaemonProcess, Link) {
+    let workspace = tempfile::tempdir().expect("workspace");
     let server = format!(
         "import http.server, json, os, sys\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n    def do_POST(self):\n        self.rfile.read(int(self.headers.get('content-length', 0)))\n{on_post}\nhttp.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"
     );
-    std::fs::write(workspace.join("server.py"), server).expect("write the server");
-    RuntimeStart { command: "python3 server.py".to_owned(), cwd: None, ..echo_runtime(workspace) }
+    std::fs::write(workspace.path().join("server.py"), server).expect("write the server");
+    let start = RuntimeStart { command: "python3 server.py".to_owned(), cwd: None, ..echo_runtime(workspace.path()) };
+    let (control, daemon, mut link) = connected(workspace.path()).await;
+    let _: RuntimeStatus = value(link.request("start", Operation::RuntimeStart(start)).await.0);
+    (workspace, control, daemon, link)
 }
 
 #[tokio::test]
 async fn an_advance_carries_controls_headers_and_refuses_bad_ones() {
-    let workspace = tempfile::tempdir().expect("workspace");
     let echo_headers = "        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()\n        self.send_response(200); self.send_header('content-type', 'application/json'); self.end_headers(); self.wfile.write(body)";
-    let start = python_runtime(workspace.path(), echo_headers);
-    let (_control, _daemon, mut link) = connected(workspace.path()).await;
-    let _: RuntimeStatus = value(link.request("s1", Operation::RuntimeStart(start)).await.0);
+    let (_workspace, _control, _daemon, mut link) = python_runtime(echo_headers).await;
     let headers: BTreeMap<String, String> = [
         ("Dari-Protocol", "dari-runtime-v1"),
         ("Dari-Session-Id", "sess_1"),
@@ -210,11 +209,8 @@ async fn an_advance_carries_controls_headers_and_refuses_bad_ones() {
 
 #[tokio::test]
 async fn a_runtime_that_dies_while_answering_is_reported_as_crashed() {
-    let workspace = tempfile::tempdir().expect("workspace");
     let die = "        print('advance: giving up on the database', flush=True)\n        os._exit(3)";
-    let start = python_runtime(workspace.path(), die);
-    let (_control, _daemon, mut link) = connected(workspace.path()).await;
-    let _: RuntimeStatus = value(link.request("s1", Operation::RuntimeStart(start)).await.0);
+    let (_workspace, _control, _daemon, mut link) = python_runtime(die).await;
     let failure = error(link.request("a1", advance_op(json!({}), 10_000)).await.0);
     assert_eq!(failure.code, error_code::RUNTIME_CRASHED, "{}: {}", failure.message, failure.details);
     assert!(failure.message.contains("exited with code 3"), "{}", failure.message);

@@ -65,7 +65,6 @@ pub(super) async fn serve(hub: &Hub, sandbox: Option<Arc<Sandbox>>, mut socket: 
         return;
     }
 
-    let (sink, stream) = socket.split();
     let (sender, outgoing) = mpsc::unbounded_channel();
     let close = CancellationToken::new();
     let generation = hub.next_number();
@@ -74,24 +73,20 @@ pub(super) async fn serve(hub: &Hub, sandbox: Option<Arc<Sandbox>>, mut socket: 
         Ok(acked_through) => acked_through,
         Err(reason) => {
             info!("refused a link: {reason}");
-            let mut socket = sink.reunite(stream).expect("the halves of one socket");
-            let _ = socket.send(Message::Close(Some(policy_close(&reason)))).await;
+            refuse(socket, &reason).await;
             return;
         }
     };
     info!(boot_id = %hello.boot_id, daemon_version = %hello.daemon_version, acked_through, "daemon connected");
-    let mut writer = tokio::spawn(write(sink, outgoing, close.clone()));
+    let (sink, stream) = socket.split();
+    let writer = tokio::spawn(write(sink, outgoing, close.clone()));
     let mut reader = Reader { sandbox: &sandbox, generation, sender, acked: acked_through };
     let reason = reader.run(stream, ping_interval, &close).await;
+    // Detaching cancels `close`, which stops the writer: it says goodbye and ends.
     sandbox.detach(hub, Some(generation));
+    close.cancel();
     info!(%reason, "link closed");
-    // The writer ends once every sender is gone (the entry's went with `detach`): it sends what
-    // is queued and a close frame.
-    drop(reader);
-    if tokio::time::timeout(CLOSE_PATIENCE, &mut writer).await.is_err() {
-        close.cancel();
-        let _ = writer.await;
-    }
+    let _ = writer.await;
 }
 
 /// The first frame, which must be a hello, within `patience`.
@@ -211,7 +206,7 @@ impl Reader<'_> {
                     *processed = through;
                     Next::Continue
                 }
-                Err(_) => Next::Close("the link was replaced".to_owned()),
+                Err(_) => Next::Close("the link was replaced or closed by control".to_owned()),
             },
             Ok(DaemonFrame::Hello(_)) => {
                 debug!("ignored a second hello on one link");
@@ -232,8 +227,8 @@ impl Reader<'_> {
     }
 }
 
-/// Sends what the link's entry queues until every sender is gone (then says goodbye) or the link
-/// is closed by control. Frames ready together are flushed together.
+/// Sends what the link's entry queues until the link is closed (then says goodbye, within a
+/// second) or a write fails. Frames ready together are flushed together.
 async fn write(
     mut sink: SplitSink<WebSocket, Message>,
     mut outgoing: mpsc::UnboundedReceiver<Message>,
@@ -256,5 +251,9 @@ async fn write(
     if finished {
         let goodbye = Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: Utf8Bytes::default() }));
         let _ = tokio::time::timeout(CLOSE_PATIENCE, sink.send(goodbye)).await;
+    } else {
+        // The reader may not notice a socket that only fails to write.
+        debug!("failed to write to the daemon; closing the link");
+        close.cancel();
     }
 }
