@@ -9,6 +9,7 @@ mod client;
 mod credentials;
 mod deploy;
 mod files;
+mod follow;
 mod project;
 mod resolve;
 mod server;

@@ -16,11 +16,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::serve::Listener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::blobs::BlobStore;
 use crate::bus::EventBus;
 use crate::persistence::Store;
+use crate::sandboxes::Sandboxes;
 use crate::secrets::MasterKey;
 
 pub use openapi::openapi_json;
@@ -40,6 +42,17 @@ pub struct AppState {
     pub bus: EventBus,
     /// Cancelled when the server begins to shut down: long-lived responses (event streams) end.
     pub shutdown: CancellationToken,
+    pub execution: Execution,
+}
+
+/// What runs messages: the sessions' sandboxes, and the worker to wake when a message is queued.
+#[derive(Clone, Debug)]
+pub struct Execution {
+    pub sandboxes: Sandboxes,
+    /// Notify it after committing a message a worker may claim.
+    pub wake: Arc<Notify>,
+    /// Start a session's sandbox when it is created.
+    pub prewarm: bool,
 }
 
 /// The API's limits and addresses, from the server's configuration.

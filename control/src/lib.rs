@@ -9,6 +9,11 @@
 //! - [`files`]: what an uploaded file's name and content type may be.
 //! - [`workspaces`]: a session's workspace archive (tar.gz) served as a zip.
 //! - [`secrets`]: sealing credentials at rest; API keys and tokens and their hashes.
+//! - [`hub`]: control's side of the link to each sandbox's `sandboxd`.
+//! - [`sandboxes`]: provisioning, idle teardown and restore of sessions' sandboxes, behind
+//!   [`sandboxes::SandboxProvider`] (`local` first).
+//! - [`worker`]: the durable queue's consumer: claims messages with a lease and runs them through
+//!   a [`harness`] (the custom runtime server today).
 //! - [`cli`]: the `dari` commands.
 //!
 //! **Architecture Invariant:** the CLI reaches a server only through the public HTTP API, like any
@@ -21,10 +26,13 @@ pub mod blobs;
 pub mod bus;
 pub mod cli;
 pub mod files;
+pub mod harness;
 pub mod http;
 pub mod hub;
 pub mod ids;
 pub mod persistence;
+pub mod sandboxes;
 pub mod secrets;
 pub mod server;
+pub mod worker;
 pub mod workspaces;

@@ -25,6 +25,8 @@ mod ledger;
 mod messages;
 mod migrate;
 mod orgs;
+mod queue;
+mod sandboxes;
 mod sessions;
 mod snapshots;
 mod workspaces;
@@ -43,6 +45,8 @@ pub use files::{FileBlock, FileRecord, FileReferenceError, NewFile, file_blob_ke
 pub use ledger::{Actor, EventRecord, LedgerError, event_id, event_type};
 pub use messages::{Appended, Idempotency, MessageRecord, NewToolResult, NewUserMessage};
 pub use orgs::OrgRecord;
+pub use queue::{ClaimedMessage, CommittedTurn, StateChange, TurnError, TurnOutcome};
+pub use sandboxes::{NewSandbox, SandboxRecord, SandboxStatus};
 pub use sessions::{MessageStatus, NewSession, Page, SessionFilter, SessionRecord, SessionStatus};
 pub use snapshots::{NewSnapshot, SnapshotCheck, SnapshotRecord, SnapshotStatus, snapshot_blob_key};
 pub use workspaces::{SessionWorkspace, WorkspaceArchiveRecord, workspace_blob_key};

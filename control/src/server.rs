@@ -14,17 +14,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::blobs::LocalBlobStore;
 use crate::bus::EventBus;
 use crate::http::{self, ApiSettings, AppState};
+use crate::hub::{Hub, HubSettings};
 use crate::persistence::Store;
+use crate::sandboxes::local::LocalProvider;
+use crate::sandboxes::{SandboxSettings, Sandboxes};
 use crate::secrets::MasterKey;
+use crate::worker::{Worker, WorkerSettings};
 
 pub use bootstrap::{BOOTSTRAP_KEY_FILE, Bootstrap};
-pub use config::{ServerArgs, ServerConfig, TlsConfig};
+pub use config::{ExecutionConfig, ServerArgs, ServerConfig, TlsConfig};
 
 /// How long requests in flight may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -36,6 +41,7 @@ pub struct Server {
     /// HTTPS when set.
     tls: Option<Arc<rustls::ServerConfig>>,
     state: AppState,
+    worker: Worker,
     pub local_addr: SocketAddr,
     /// The organization and key made on this start, when the database was empty.
     pub bootstrap: Option<Bootstrap>,
@@ -76,8 +82,15 @@ impl Server {
             stream_poll_interval: config.stream_poll_interval,
         });
         let bus = EventBus::new(config.stream_limits);
-        let state = AppState { store, blobs, master_key, settings, bus, shutdown: CancellationToken::new() };
-        Ok(Server { listener, tls, state, local_addr, bootstrap })
+        let (sandboxes, worker) =
+            execution(&config.execution, &config.data_dir, &store, &bus, local_addr, tls.is_some());
+        let adopted = sandboxes.adopt().await.context("adopt the sandboxes of an earlier run")?;
+        if adopted > 0 {
+            tracing::info!(adopted, "waiting for the sandboxes of an earlier run to dial in");
+        }
+        let execution = http::Execution { sandboxes, wake: worker.waker(), prewarm: config.execution.prewarm };
+        let state = AppState { store, blobs, master_key, settings, bus, shutdown: CancellationToken::new(), execution };
+        Ok(Server { listener, tls, state, worker, local_addr, bootstrap })
     }
 
     /// The URL the server answers on: `https://…` with TLS, `http://…` without.
@@ -88,19 +101,36 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Server { listener, tls, state, .. } = self;
+        let Server { listener, tls, state, worker, .. } = self;
         let store = state.store.clone();
         let streams_end = state.shutdown.clone();
+        let sandboxes = state.execution.sandboxes.clone();
+        let work_end = CancellationToken::new();
+        let working = tokio::spawn(worker.run(work_end.clone()));
+        tokio::spawn(sandboxes.clone().reap(work_end.clone()));
         let router = http::router(state);
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;
             // Event streams never finish on their own: end them, so that the drain can.
             streams_end.cancel();
+            // Turns in flight let go of their messages (a successor resumes them); then the
+            // sandboxes stop, closing their links, which the drain would otherwise wait for.
+            work_end.cancel();
+            let _ = working.await;
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, sandboxes.shutdown_all()).await;
             let _ = drain_tx.send(());
         };
         let serving = match tls {
-            None => tokio::spawn(http::serve(listener, router, shutdown)),
+            // Small frames go out at once: an ack and the next request must not wait on the
+            // peer's delayed ACK.
+            None => tokio::spawn(http::serve(
+                listener.tap_io(|stream| {
+                    let _ = stream.set_nodelay(true);
+                }),
+                router,
+                shutdown,
+            )),
             Some(tls) => tokio::spawn(http::serve(tls::TlsListener::new(listener, tls)?, router, shutdown)),
         };
         tokio::pin!(serving);
@@ -118,6 +148,29 @@ impl Server {
         store.close().await;
         result.context("the HTTP server task")?
     }
+}
+
+/// The sandbox hub, the local provider, the sandboxes and the worker of a server.
+fn execution(
+    config: &ExecutionConfig,
+    data_dir: &std::path::Path,
+    store: &Store,
+    bus: &EventBus,
+    local_addr: SocketAddr,
+    tls: bool,
+) -> (Sandboxes, Worker) {
+    let hub = Hub::new(HubSettings { lost_grace: config.lost_grace, ..HubSettings::default() });
+    let provider = Arc::new(LocalProvider::new(config.sandboxd.clone(), data_dir.join("sandboxes")));
+    let link_url = config.link_url.clone().unwrap_or_else(|| {
+        let scheme = if tls { "wss" } else { "ws" };
+        format!("{scheme}://127.0.0.1:{}", local_addr.port())
+    });
+    let settings = SandboxSettings { idle_timeout: config.idle_timeout, ..SandboxSettings::new(link_url) };
+    let sandboxes = Sandboxes::new(store.clone(), hub, provider, bus.clone(), settings);
+    let worker_settings =
+        WorkerSettings { concurrency: config.workers, lease: config.message_lease, ..WorkerSettings::default() };
+    let worker = Worker::new(store.clone(), sandboxes.clone(), bus.clone(), worker_settings);
+    (sandboxes, worker)
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -44,7 +44,7 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
 const STABLE_UPTIME: Duration = Duration::from_secs(30);
 /// How long an error waits for log lines the server wrote just before failing, which travel
 /// through its pipes while its answer travels through the socket.
-const LOG_SETTLE: Duration = Duration::from_millis(100);
+const LOG_SETTLE: Duration = Duration::from_millis(300);
 /// How long a stopping server gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long an advance whose connection broke waits for the supervisor to see the server exit,

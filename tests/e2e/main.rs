@@ -7,6 +7,8 @@ mod bundle_materialize;
 mod daemon_ops;
 mod deploy;
 mod deploy_dry_run;
+mod durability;
+mod execution;
 mod files;
 mod hub;
 mod link;

@@ -616,7 +616,7 @@ async fn malformed_requests_get_a_4xx_that_names_the_field() {
 }
 
 /// Runs `dari` against `control`, and returns its exit code, stdout as JSON (or null) and stderr.
-async fn cli(control: &ControlServer, args: &[&str], stdin: &str) -> (Option<i32>, Value, String) {
+pub(crate) async fn cli(control: &ControlServer, args: &[&str], stdin: &str) -> (Option<i32>, Value, String) {
     let env = control.cli_env();
     let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
     let stdin = stdin.as_bytes().to_vec();
@@ -646,10 +646,11 @@ async fn the_session_commands_create_send_and_read_by_id_or_name() {
     let (code, fetched, stderr) = cli(&control, &["session", "get", "work", "--agent", &agent.agent_id], "").await;
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(fetched["id"], session_id.as_str());
-    let (code, sent, stderr) = cli(&control, &["session", "send", "work", "hello there"], "").await;
+    let (code, sent, stderr) = cli(&control, &["session", "send", "work", "hello there", "--no-wait"], "").await;
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(sent["event"]["data"]["content"][0]["text"], "hello there");
-    let (code, sent, stderr) = cli(&control, &["session", "send", &session_id, "--stdin"], "from stdin\n").await;
+    let (code, sent, stderr) =
+        cli(&control, &["session", "send", &session_id, "--stdin", "--no-wait"], "from stdin\n").await;
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(sent["message"]["sequence_number"], 2);
     let (code, events, stderr) =
@@ -659,9 +660,12 @@ async fn the_session_commands_create_send_and_read_by_id_or_name() {
     assert_eq!(events["has_more"], true);
 
     // Send to a new session of an agent, with session options.
-    let (code, started, stderr) =
-        cli(&control, &["session", "send", "--agent", "chooser", "--llm", "careful", "--name", "new", "begin"], "")
-            .await;
+    let (code, started, stderr) = cli(
+        &control,
+        &["session", "send", "--agent", "chooser", "--llm", "careful", "--name", "new", "begin", "--no-wait"],
+        "",
+    )
+    .await;
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(started["session"]["agent_id"], chooser.agent_id.as_str());
     assert_eq!(started["session"]["llm_id"], "careful");

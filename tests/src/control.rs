@@ -16,6 +16,10 @@
 //! ```ignore
 //! let control = ControlServer::builder(engine).args(["--max-file-bytes", "1000"]).start().await;
 //! ```
+//!
+//! The server runs its sandboxes with the workspace's `sandboxd`. It runs no message unless the
+//! test asks for workers ([`ControlServerBuilder::workers`]): the API's tests see their messages
+//! stay `queued`, where they can inspect them.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -86,6 +90,10 @@ pub struct ControlServerBuilder {
     /// Another `dari` binary than the workspace's (the benchmarks build their own).
     program: Option<PathBuf>,
     log_filter: String,
+    /// `--workers`: 0 unless a test runs messages.
+    workers: usize,
+    /// `--listen`: a free port unless a restart keeps the last one.
+    listen: String,
 }
 
 impl ControlServerBuilder {
@@ -103,6 +111,23 @@ impl ControlServerBuilder {
     pub fn program(mut self, program: &std::path::Path) -> ControlServerBuilder {
         self.program = Some(program.to_owned());
         self
+    }
+
+    /// Runs up to `workers` messages at once (the default, 0, runs none).
+    pub fn workers(mut self, workers: usize) -> ControlServerBuilder {
+        self.workers = workers;
+        self
+    }
+
+    /// Listens on this address (`127.0.0.1:PORT`) rather than a free port.
+    pub fn listen(mut self, address: &str) -> ControlServerBuilder {
+        address.clone_into(&mut self.listen);
+        self
+    }
+
+    /// Starts the server on an existing data directory and database: a restart.
+    pub async fn restart(self, data_dir: tempfile::TempDir, database_url: Option<String>) -> ControlServer {
+        self.start_on(data_dir, database_url).await
     }
 
     /// The server's `DARI_LOG` filter.
@@ -128,13 +153,15 @@ impl ControlServerBuilder {
     }
 
     async fn start_on(self, data_dir: tempfile::TempDir, database_url: Option<String>) -> ControlServer {
-        let ControlServerBuilder { engine, args, root_certificate, program, log_filter } = self;
+        let ControlServerBuilder { engine, args, root_certificate, program, log_filter, workers, listen } = self;
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open the server log");
         #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
         let mut command = tokio::process::Command::new(program.unwrap_or_else(|| binary("dari")));
         command
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["server", "--listen", &listen, "--workers", &workers.to_string(), "--sandboxd"])
+            .arg(binary("sandboxd"))
+            .arg("--data-dir")
             .arg(data_dir.path())
             .args(&args)
             .env_clear()
@@ -186,6 +213,8 @@ impl ControlServer {
             root_certificate: None,
             program: None,
             log_filter: "info,dari_control=debug".to_owned(),
+            workers: 0,
+            listen: "127.0.0.1:0".to_owned(),
         }
     }
 
@@ -201,7 +230,8 @@ impl ControlServer {
     /// Stops the server with SIGKILL, keeping its data for [`ControlServer::start_with`].
     pub async fn kill(mut self) -> (tempfile::TempDir, Option<String>) {
         self.child.kill().await.expect("kill dari server");
-        (self.data_dir, self.database_url)
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("a placeholder directory"));
+        (data_dir, self.database_url.take())
     }
 
     /// Stops the server with SIGTERM and returns its exit code.
@@ -332,7 +362,7 @@ impl ControlServer {
         let size = i64::try_from(archive.len()).expect("a small archive");
         blobs.put(&workspace_blob_key(session_id), archive.into()).await.expect("store the archive");
         let store = self.store().await;
-        store.record_workspace_archive(org_id, session_id, size).await.expect("record the archive");
+        store.record_workspace_archive(org_id, session_id, size, None).await.expect("record the archive");
         store.close().await;
     }
 
@@ -374,6 +404,24 @@ pub fn pack_project(dir: &std::path::Path) -> Vec<u8> {
     use dari_bundle::BundleLimits;
     let files = dari_bundle::select_files(dir, &BundleLimits::DEFAULT).expect("select the project's files");
     dari_bundle::pack(&files, &BundleLimits::DEFAULT).expect("pack the bundle").archive
+}
+
+impl Drop for ControlServer {
+    /// Stops a server that is still running with SIGTERM, so that it stops its sandboxes: their
+    /// daemons would otherwise go on dialling a port nobody serves.
+    fn drop(&mut self) {
+        let Ok(None) = self.child.try_wait() else { return };
+        let Some(pid) = self.child.id() else { return };
+        #[allow(clippy::disallowed_methods)] // A signal for the server under test.
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 fn nix_kill(pid: u32, signal: &str) {

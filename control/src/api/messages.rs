@@ -65,7 +65,20 @@ pub struct Message {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageOutput {
     pub parts: Vec<Value>,
-    pub error: Option<String>,
+    pub error: Option<MessageError>,
+}
+
+/// Why a message failed: the real reason, from the runtime, the sandbox or the model provider.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageError {
+    /// Stable and machine-readable: `runtime_http_error`, `runtime_timeout`, `runtime_crashed`,
+    /// `runtime_unhealthy`, `runtime_bad_response`, `sandbox_lost`, `sandbox_setup_failed`, ….
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    /// What the cause left behind: an HTTP status and body excerpt, the runtime's recent log
+    /// lines, an exit code.
+    pub details: Value,
 }
 
 /// A page of a session's messages, in order.

@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use super::ExitCode;
-use super::client::{ApiArgs, ApiClient, print_json};
+use super::client::{ApiArgs, ApiClient, print_json, print_stdout};
+use super::follow;
 use super::resolve::{all_sessions, resolve_agent, resolve_session};
 
 #[derive(Debug, Subcommand)]
@@ -37,7 +38,8 @@ pub enum SessionCommand {
         #[arg(long)]
         agent: String,
     },
-    /// Send a user message to a session, or with --agent and no session, to a new session.
+    /// Send a user message to a session, or with --agent and no session, to a new session; then
+    /// follow the session until the message ends and print the assistant's reply.
     Send {
         /// The session, by id or name; leave it out with --agent to create a session.
         session: Option<String>,
@@ -49,6 +51,12 @@ pub enum SessionCommand {
         /// The agent: creates a session when no session is given, else resolves a session name.
         #[arg(long)]
         agent: Option<String>,
+        /// Print the accepted message (JSON) and return at once, without waiting for the reply.
+        #[arg(long)]
+        no_wait: bool,
+        /// Print the finished message as JSON instead of the reply's text.
+        #[arg(long)]
+        json: bool,
         /// Options of the session to create (only when one is created).
         #[command(flatten)]
         options: SessionOptions,
@@ -111,8 +119,13 @@ pub(crate) async fn run(command: SessionCommand, api: &ApiArgs) -> anyhow::Resul
             let agent_id = resolve_agent(&client, &agent).await?.id;
             json!({"sessions": all_sessions(&client, &format!("/v1/agents/{agent_id}/sessions")).await?})
         }
-        SessionCommand::Send { session, text, stdin, agent, options } => {
-            send(&client, session, text, stdin, agent.as_deref(), options).await?
+        SessionCommand::Send { session, text, stdin, agent, no_wait, json, options } => {
+            let accepted = send(&client, session, text, stdin, agent.as_deref(), options).await?;
+            if no_wait {
+                accepted
+            } else {
+                return follow_reply(&client, &accepted, json).await;
+            }
         }
         SessionCommand::Events { session, limit, agent } => {
             let session_id = resolve_session(&client, &session, agent.as_deref()).await?;
@@ -121,6 +134,34 @@ pub(crate) async fn run(command: SessionCommand, api: &ApiArgs) -> anyhow::Resul
         }
     };
     print_json(&output)?;
+    Ok(ExitCode::Success)
+}
+
+/// Follows the session until the accepted message ends, then prints the reply (or the message as
+/// JSON). A failed message prints its error and exits with [`ExitCode::Failure`].
+async fn follow_reply(client: &ApiClient, accepted: &Value, json: bool) -> anyhow::Result<ExitCode> {
+    let field = |pointer: &str| {
+        accepted
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .with_context(|| format!("the server's answer to the message has no {pointer}: {accepted}"))
+    };
+    let (session_id, message_id, event_id) = (field("/session/id")?, field("/message/id")?, field("/event/id")?);
+    eprintln!("session {session_id} · message {message_id}");
+    let ended = follow::until_message_ends(client, &session_id, &message_id, event_id).await?;
+    if json {
+        print_json(&ended.message)?;
+    } else if !ended.reply.is_empty() {
+        print_stdout(&format!("{}\n", ended.reply.trim_end()))?;
+    }
+    if ended.message["status"] == "failed" {
+        let error = &ended.message["output"]["error"];
+        let kind = error["type"].as_str().unwrap_or("error");
+        let reason = error["message"].as_str().unwrap_or("no reason given");
+        eprintln!("error: message {message_id} failed: {kind}: {reason}");
+        return Ok(ExitCode::Failure);
+    }
     Ok(ExitCode::Success)
 }
 

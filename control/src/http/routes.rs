@@ -6,6 +6,7 @@ pub(super) mod credentials;
 pub(super) mod events;
 pub(super) mod files;
 mod health;
+mod internal;
 pub(super) mod messages;
 pub(super) mod organizations;
 mod pages;
@@ -60,4 +61,10 @@ pub(super) fn router(settings: &ApiSettings) -> Router<AppState> {
         .route("/v1/files/{file_id}", get(files::get).delete(files::delete))
         .route("/v1/files/{file_id}/content", get(files::content))
         .route("/v1/sessions/{session_id}/workspace.zip", get(workspaces::download_zip))
+        .route("/internal/sandboxes/{sandbox_id}/link", get(internal::link))
+        .route("/internal/sandboxes/{sandbox_id}/bundle", get(internal::bundle))
+        .route(
+            "/internal/sandboxes/{sandbox_id}/workspace",
+            get(internal::download_workspace).put(internal::upload_workspace).layer(DefaultBodyLimit::disable()),
+        )
 }

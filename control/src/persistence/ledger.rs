@@ -98,6 +98,12 @@ pub enum LedgerError {
     /// The request names a tool call that is not waiting for a result; the text says why.
     #[error("{0}")]
     ToolCall(String),
+    #[error("session {0} is completed: the agent ended it, and it takes no more messages; start a new session")]
+    SessionCompleted(String),
+    /// The worker's lease on the message expired and another worker took it over, or the
+    /// message ended meanwhile: this worker's outcome is not recorded.
+    #[error("message {0} is no longer leased to this worker")]
+    LeaseLost(String),
     #[error("message {message_id} is {from}; it cannot become {to}")]
     InvalidTransition { message_id: String, from: &'static str, to: &'static str },
     #[error(transparent)]
@@ -110,7 +116,7 @@ const EVENT_COLUMNS: &str =
 /// An event to append.
 pub(super) struct NewEvent<'a> {
     pub message_id: Option<&'a str>,
-    pub event_type: &'static str,
+    pub event_type: &'a str,
     pub actor: &'a Actor,
     pub data: Value,
     pub tool_call_id: Option<&'a str>,
@@ -274,7 +280,11 @@ impl LockedSession {
         .await
         .context("count pending messages")?
         .try_get(0)?;
-        let status = if pending > 0 { SessionStatus::Running } else { SessionStatus::Idle };
+        let status = match (self.session.status, pending) {
+            (SessionStatus::Completed, _) => SessionStatus::Completed,
+            (_, 0) => SessionStatus::Idle,
+            _ => SessionStatus::Running,
+        };
         if status != self.session.status {
             let previous = self.session.status;
             self.session.status = status;

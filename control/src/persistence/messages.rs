@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 
 use super::ledger::{Actor, EventRecord, LedgerError, LockedSession, NewEvent, event_id, event_type};
 use super::sessions::SequencedQuery;
-use super::{MessageStatus, NewSession, Page, SessionRecord, Store, Tx};
+use super::{MessageStatus, NewSession, Page, SessionRecord, SessionStatus, Store, Tx};
 use crate::ids::{new_id, prefix};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -74,7 +74,7 @@ pub struct Appended {
     pub replayed: bool,
 }
 
-const MESSAGE_COLUMNS: &str = "id, org_id, session_id, sequence_number, parts, metadata, status, attempt, output, \
+pub(super) const MESSAGE_COLUMNS: &str = "id, org_id, session_id, sequence_number, parts, metadata, status, attempt, output, \
                                created_at, started_at, completed_at";
 
 /// The event types that give a tool call its result.
@@ -96,6 +96,9 @@ impl Store {
             .ok_or_else(|| LedgerError::SessionNotFound(session_id.to_owned()))?;
         if let Some(appended) = self.replay(&mut tx, &locked, new.idempotency).await? {
             return Ok(appended);
+        }
+        if locked.session.status == SessionStatus::Completed {
+            return Err(LedgerError::SessionCompleted(session_id.to_owned()));
         }
         let appended = self.append_user_message(&mut tx, &mut locked, new).await?;
         tx.commit().await.context("commit the message")?;
@@ -343,7 +346,7 @@ impl Store {
 
     /// Starts a write to a message's session: the transaction, the locked session, and the
     /// message as the transaction sees it.
-    async fn lock_message(
+    pub(super) async fn lock_message(
         &self,
         org_id: &str,
         message_id: &str,
@@ -487,7 +490,7 @@ struct ToolCallHistory {
     answered_by: Option<String>,
 }
 
-fn message_from_row(row: &AnyRow) -> anyhow::Result<MessageRecord> {
+pub(super) fn message_from_row(row: &AnyRow) -> anyhow::Result<MessageRecord> {
     let parts: String = row.try_get("parts")?;
     let metadata: String = row.try_get("metadata")?;
     let output: String = row.try_get("output")?;

@@ -16,8 +16,10 @@ struct Migration {
     up: &'static str,
 }
 
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial", up: include_str!("migrations/0001_initial.up.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", up: include_str!("migrations/0001_initial.up.sql") },
+    Migration { version: 2, name: "execution", up: include_str!("migrations/0002_execution.up.sql") },
+];
 
 /// An arbitrary constant that names our migration lock among PostgreSQL's advisory locks.
 const MIGRATION_LOCK_KEY: i64 = 0x6461_7269_6d69_6772; // "darimigr"

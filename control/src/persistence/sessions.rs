@@ -17,6 +17,9 @@ pub enum SessionStatus {
     Idle,
     /// A message is `queued`, `running` or `waiting_for_tool`.
     Running,
+    /// The agent ended the session (a custom runtime's `complete_session` action): it takes no
+    /// more messages.
+    Completed,
 }
 
 impl SessionStatus {
@@ -24,6 +27,7 @@ impl SessionStatus {
         match self {
             SessionStatus::Idle => "idle",
             SessionStatus::Running => "running",
+            SessionStatus::Completed => "completed",
         }
     }
 
@@ -31,6 +35,7 @@ impl SessionStatus {
         Ok(match text {
             "idle" => SessionStatus::Idle,
             "running" => SessionStatus::Running,
+            "completed" => SessionStatus::Completed,
             other => anyhow::bail!("unknown session status {other:?} in the database"),
         })
     }

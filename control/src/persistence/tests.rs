@@ -96,6 +96,7 @@ async fn credentials_are_per_organization_and_replaced_in_place() {
     }
 }
 
+mod queue;
 mod sessions;
 #[tokio::test]
 async fn files_are_per_organization_and_image_blocks_need_images() {
@@ -148,11 +149,14 @@ async fn a_session_keeps_its_last_workspace_archive_in_its_organization() {
             store.session_workspace(&org_a.id, "sess_missing").await.expect("read"),
             SessionWorkspace::SessionNotFound
         );
-        assert!(store.record_workspace_archive(&org_b.id, &session_id, 10).await.is_err(), "another org's session");
+        assert!(
+            store.record_workspace_archive(&org_b.id, &session_id, 10, None).await.is_err(),
+            "another org's session"
+        );
 
-        let first = store.record_workspace_archive(&org_a.id, &session_id, 10).await.expect("record");
+        let first = store.record_workspace_archive(&org_a.id, &session_id, 10, None).await.expect("record");
         assert_eq!(first.blob_key, format!("workspaces/{session_id}.tar.gz"));
-        let second = store.record_workspace_archive(&org_a.id, &session_id, 20).await.expect("replace");
+        let second = store.record_workspace_archive(&org_a.id, &session_id, 20, None).await.expect("replace");
         let SessionWorkspace::Archived(found) = store.session_workspace(&org_a.id, &session_id).await.expect("read")
         else {
             panic!("an archive");

@@ -22,6 +22,8 @@ pub struct WorkspaceArchiveRecord {
     pub org_id: String,
     pub blob_key: String,
     pub size_bytes: i64,
+    /// SHA-256 of the archive, hex; `None` for archives recorded before it was kept.
+    pub sha256: Option<String>,
     pub created_at: i64,
 }
 
@@ -43,24 +45,27 @@ impl Store {
         org_id: &str,
         session_id: &str,
         size_bytes: i64,
+        sha256: Option<&str>,
     ) -> anyhow::Result<WorkspaceArchiveRecord> {
         let record = WorkspaceArchiveRecord {
             session_id: session_id.to_owned(),
             org_id: org_id.to_owned(),
             blob_key: workspace_blob_key(session_id),
             size_bytes,
+            sha256: sha256.map(str::to_owned),
             created_at: now_millis(),
         };
         let result = sqlx::query(
-            "INSERT INTO session_workspaces (session_id, org_id, blob_key, size_bytes, created_at)
-             SELECT id, org_id, $3, $4, $5 FROM sessions WHERE id = $1 AND org_id = $2
+            "INSERT INTO session_workspaces (session_id, org_id, blob_key, size_bytes, sha256, created_at)
+             SELECT id, org_id, $3, $4, $5, $6 FROM sessions WHERE id = $1 AND org_id = $2
              ON CONFLICT (session_id) DO UPDATE SET blob_key = excluded.blob_key, size_bytes = excluded.size_bytes,
-                 created_at = excluded.created_at",
+                 sha256 = excluded.sha256, created_at = excluded.created_at",
         )
         .bind(session_id)
         .bind(org_id)
         .bind(&record.blob_key)
         .bind(record.size_bytes)
+        .bind(&record.sha256)
         .bind(record.created_at)
         .execute(self.writer())
         .await
@@ -73,7 +78,7 @@ impl Store {
     pub async fn session_workspace(&self, org_id: &str, session_id: &str) -> anyhow::Result<SessionWorkspace> {
         let row = sqlx::query(
             "SELECT s.id AS session_id, s.org_id AS org_id, w.blob_key AS blob_key, w.size_bytes AS size_bytes,
-                    w.created_at AS created_at
+                    w.sha256 AS sha256, w.created_at AS created_at
              FROM sessions s LEFT JOIN session_workspaces w ON w.session_id = s.id
              WHERE s.id = $1 AND s.org_id = $2",
         )
@@ -145,6 +150,7 @@ fn archive_from_row(row: &AnyRow) -> anyhow::Result<WorkspaceArchiveRecord> {
         org_id: row.try_get("org_id")?,
         blob_key: row.try_get("blob_key")?,
         size_bytes: row.try_get("size_bytes")?,
+        sha256: row.try_get("sha256")?,
         created_at: row.try_get("created_at")?,
     })
 }

@@ -27,6 +27,17 @@ pub const ENV_MAX_STREAMS_PER_ORG: &str = "DARI_MAX_STREAMS_PER_ORG";
 pub const DEFAULT_MAX_STREAMS_PER_ORG: usize = 100;
 pub const ENV_TLS_CERT: &str = "DARI_TLS_CERT";
 pub const ENV_TLS_KEY: &str = "DARI_TLS_KEY";
+pub const ENV_SANDBOXD: &str = "DARI_SANDBOXD";
+pub const ENV_WORKERS: &str = "DARI_WORKERS";
+pub const DEFAULT_WORKERS: usize = 256;
+pub const ENV_SANDBOX_IDLE_TIMEOUT: &str = "DARI_SANDBOX_IDLE_TIMEOUT";
+pub const DEFAULT_SANDBOX_IDLE_TIMEOUT: &str = "15m";
+pub const ENV_SANDBOX_LOST_GRACE: &str = "DARI_SANDBOX_LOST_GRACE";
+pub const DEFAULT_SANDBOX_LOST_GRACE: &str = "30s";
+pub const ENV_PREWARM_SANDBOXES: &str = "DARI_PREWARM_SANDBOXES";
+pub const ENV_LINK_URL: &str = "DARI_LINK_URL";
+pub const ENV_MESSAGE_LEASE: &str = "DARI_MESSAGE_LEASE";
+pub const DEFAULT_MESSAGE_LEASE: &str = "30s";
 /// Snapshots are bounded like bundles are (see dari-bundle's limits).
 pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 100 * 1024 * 1024;
 
@@ -74,6 +85,30 @@ pub struct ServerArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
     #[arg(long, env = ENV_TLS_KEY, value_name = "PATH")]
     pub tls_key: Option<PathBuf>,
+    /// The `sandboxd` binary that local sandboxes run; default: `sandboxd` beside the `dari`
+    /// binary, else the one on PATH.
+    #[arg(long, env = ENV_SANDBOXD, value_name = "PATH")]
+    pub sandboxd: Option<PathBuf>,
+    /// How many turns this server runs at once; 0 serves the API only and runs no message.
+    #[arg(long, env = ENV_WORKERS, default_value_t = DEFAULT_WORKERS)]
+    pub workers: usize,
+    /// A sandbox unused this long, with no message queued or running, is archived and torn down.
+    #[arg(long, env = ENV_SANDBOX_IDLE_TIMEOUT, default_value = DEFAULT_SANDBOX_IDLE_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub sandbox_idle_timeout: Duration,
+    /// How long a sandbox's daemon may stay off the link before the sandbox counts as lost.
+    #[arg(long, env = ENV_SANDBOX_LOST_GRACE, default_value = DEFAULT_SANDBOX_LOST_GRACE, value_parser = humantime::parse_duration)]
+    pub sandbox_lost_grace: Duration,
+    /// How long a worker's claim on a running message lasts without renewal: how soon another
+    /// worker resumes the turns of a server that died.
+    #[arg(long, env = ENV_MESSAGE_LEASE, default_value = DEFAULT_MESSAGE_LEASE, value_parser = humantime::parse_duration)]
+    pub message_lease: Duration,
+    /// Start a session's sandbox when the session is created, not at its first message.
+    #[arg(long, env = ENV_PREWARM_SANDBOXES)]
+    pub prewarm_sandboxes: bool,
+    /// The URL sandboxes dial to reach this server's link (`ws://host:port`); default: this
+    /// server's listen port on 127.0.0.1.
+    #[arg(long, env = ENV_LINK_URL)]
+    pub link_url: Option<String>,
 }
 
 /// The validated configuration.
@@ -91,6 +126,20 @@ pub struct ServerConfig {
     pub stream_limits: StreamLimits,
     /// HTTPS when set; plain HTTP otherwise.
     pub tls: Option<TlsConfig>,
+    pub execution: ExecutionConfig,
+}
+
+/// How this server runs messages and their sandboxes.
+#[derive(Clone, Debug)]
+pub struct ExecutionConfig {
+    pub sandboxd: PathBuf,
+    pub workers: usize,
+    pub idle_timeout: Duration,
+    pub lost_grace: Duration,
+    pub message_lease: Duration,
+    pub prewarm: bool,
+    /// `None`: `ws://127.0.0.1:<port>` once the port is bound.
+    pub link_url: Option<String>,
 }
 
 /// Where the certificate chain and its key are, as given; read when the server starts.
@@ -123,7 +172,29 @@ impl ServerConfig {
                 "--tls-key ({ENV_TLS_KEY}) needs --tls-cert ({ENV_TLS_CERT}): give both to serve HTTPS, or neither"
             ),
         };
+        if let Some(url) = &args.link_url {
+            anyhow::ensure!(
+                url.starts_with("ws://") || url.starts_with("wss://") || url.starts_with("unix://"),
+                "--link-url {url:?} must start with ws://, wss:// or unix://"
+            );
+        }
+        anyhow::ensure!(!args.sandbox_lost_grace.is_zero(), "--sandbox-lost-grace must be longer than zero");
+        anyhow::ensure!(!args.sandbox_idle_timeout.is_zero(), "--sandbox-idle-timeout must be longer than zero");
+        anyhow::ensure!(
+            args.message_lease >= Duration::from_millis(300),
+            "--message-lease must be at least 300ms: a worker renews it every third of its length"
+        );
+        let execution = ExecutionConfig {
+            sandboxd: given(args.sandboxd).unwrap_or_else(default_sandboxd),
+            workers: args.workers,
+            idle_timeout: args.sandbox_idle_timeout,
+            lost_grace: args.sandbox_lost_grace,
+            message_lease: args.message_lease,
+            prewarm: args.prewarm_sandboxes,
+            link_url: args.link_url.map(|url| url.trim_end_matches('/').to_owned()),
+        };
         Ok(ServerConfig {
+            execution,
             listen: args.listen,
             data_dir: args.data_dir.unwrap_or(default_data_dir),
             database_url: args.database_url.filter(|url| !url.is_empty()),
@@ -148,4 +219,13 @@ impl ServerConfig {
             None => format!("sqlite://{}", self.data_dir.join("dari.db").display()),
         }
     }
+}
+
+/// `sandboxd` beside the running `dari` binary, else the name alone (found on PATH).
+fn default_sandboxd() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("sandboxd")))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("sandboxd"))
 }

@@ -189,6 +189,8 @@ pub(super) async fn user_message(
 
 /// The answer to a write: 202 with the event, message and session; the bus told first.
 pub(super) fn accepted(state: &AppState, appended: Appended) -> Response {
+    // A worker may claim the message now (a repeated write changes nothing, and waking is cheap).
+    state.execution.wake.notify_one();
     if !appended.replayed {
         state.bus.notify(&appended.session.id, appended.session.last_event_sequence);
     }
@@ -208,9 +210,11 @@ pub(super) fn accepted(state: &AppState, appended: Appended) -> Response {
 pub(super) fn ledger_error(error: LedgerError) -> ApiError {
     match error {
         LedgerError::SessionNotFound(_) | LedgerError::MessageNotFound(_) => ApiError::NotFound(error.to_string()),
-        LedgerError::IdempotencyConflict { .. } | LedgerError::ToolCall(_) | LedgerError::InvalidTransition { .. } => {
-            ApiError::Conflict(error.to_string())
-        }
+        LedgerError::IdempotencyConflict { .. }
+        | LedgerError::ToolCall(_)
+        | LedgerError::InvalidTransition { .. }
+        | LedgerError::SessionCompleted(_)
+        | LedgerError::LeaseLost(_) => ApiError::Conflict(error.to_string()),
         LedgerError::Database(error) => ApiError::Internal(error),
     }
 }

@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use crate::api::events::EventAccepted;
-use crate::api::messages::{Message, MessageList, MessageOutput, SendAgentMessage};
+use crate::api::messages::{Message, MessageError, MessageList, MessageOutput, SendAgentMessage};
 use crate::api::{ErrorBody, optional_timestamp, timestamp};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
@@ -99,7 +99,17 @@ pub(super) fn message(record: MessageRecord) -> Message {
         Some(Value::Array(parts)) => parts.clone(),
         _ => Vec::new(),
     };
-    let error = record.output.get("error").and_then(Value::as_str).map(str::to_owned);
+    let error = match record.output.get("error") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(message)) => {
+            Some(MessageError { kind: "error".to_owned(), message: message.clone(), details: Value::Null })
+        }
+        Some(error) => Some(MessageError {
+            kind: error["type"].as_str().unwrap_or("error").to_owned(),
+            message: error["message"].as_str().unwrap_or_default().to_owned(),
+            details: error.get("details").cloned().unwrap_or(Value::Null),
+        }),
+    };
     Message {
         id: record.id,
         session_id: record.session_id,

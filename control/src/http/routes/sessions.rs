@@ -81,6 +81,15 @@ pub(crate) async fn create(
     let plan = plan_session(&state, &caller, &agent_id, request).await?;
     let record = state.store.create_session(&plan.new_session(&caller.org_id)).await?;
     tracing::info!(org.id = %caller.org_id, session.id = %record.id, agent.id = %agent_id, "created session");
+    if state.execution.prewarm {
+        let sandboxes = state.execution.sandboxes.clone();
+        let warming = record.clone();
+        tokio::spawn(async move {
+            if let Err(error) = sandboxes.ensure(&warming).await {
+                tracing::warn!(session.id = %warming.id, "could not pre-warm the session's sandbox: {error}");
+            }
+        });
+    }
     Ok((StatusCode::CREATED, Json(session(record))))
 }
 

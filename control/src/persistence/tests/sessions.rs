@@ -10,7 +10,7 @@ use crate::ids::{new_id, prefix};
 use crate::persistence::*;
 
 /// An organization with an agent that has one version: (org id, agent, version).
-async fn org_with_agent(store: &Store, org_name: &str) -> (String, AgentRecord, VersionRecord) {
+pub(super) async fn org_with_agent(store: &Store, org_name: &str) -> (String, AgentRecord, VersionRecord) {
     let mut tx = store.begin().await.expect("begin");
     let org = store.create_org(&mut tx, org_name, false).await.expect("org");
     tx.commit().await.expect("commit");
@@ -46,7 +46,12 @@ async fn org_with_agent(store: &Store, org_name: &str) -> (String, AgentRecord, 
     (org.id, published.agent, published.version)
 }
 
-async fn new_session(store: &Store, org_id: &str, agent: &AgentRecord, metadata: &[(&str, &str)]) -> SessionRecord {
+pub(super) async fn new_session(
+    store: &Store,
+    org_id: &str,
+    agent: &AgentRecord,
+    metadata: &[(&str, &str)],
+) -> SessionRecord {
     let metadata: BTreeMap<String, String> = metadata.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let id = new_id(prefix::SESSION);
     store
@@ -67,11 +72,11 @@ async fn new_session(store: &Store, org_id: &str, agent: &AgentRecord, metadata:
         .expect("create session")
 }
 
-fn text(text: &str) -> Value {
+pub(super) fn text(text: &str) -> Value {
     json!([{"type": "text", "text": text}])
 }
 
-async fn send(
+pub(super) async fn send(
     store: &Store,
     org_id: &str,
     session_id: &str,

@@ -1,0 +1,415 @@
+//! Sandboxes of sessions: provisioned when execution is first needed (or pre-warmed when a
+//! session is created), torn down after an idle timeout, and provisioned again on the next
+//! message with the workspace restored from its last archive.
+//!
+//! A sandbox's life, as this module drives it:
+//! 1. `ensure`: the session's live sandbox if its daemon is (or comes back) on the link;
+//!    otherwise a new record with a fresh token (stored hashed), the provider starts it, the
+//!    daemon dials the hub and says hello, the workspace is restored when the provider gives an
+//!    empty one, and the sandbox is `ready` (a `sandbox.status_changed` event).
+//! 2. The reaper, once a second: sandboxes whose daemon stayed away past the hub's grace are
+//!    lost; ready sandboxes unused for the idle timeout whose session has nothing queued or
+//!    running are archived and torn down.
+//! 3. `teardown`: shutdown over the link, the workspace archived when asked, the provider
+//!    destroys the machine, the record ends `terminated` (its token opens no link again) and the
+//!    hub forgets it.
+//!
+//! The provider behind it is a [`SandboxProvider`]; `local` is the first.
+
+pub mod local;
+pub mod provider;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use dari_protocol::link::{Operation, Outcome};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::EventBus;
+use crate::hub::{Hub, HubError};
+use crate::ids::new_id;
+use crate::persistence::{
+    NewSandbox, SandboxRecord, SandboxStatus, SessionRecord, SessionWorkspace, Store, now_millis,
+};
+use crate::secrets::{new_token, token_hash};
+
+pub use provider::{ProvisionRequest, Provisioned, SandboxProvider};
+
+/// The largest workspace archive a sandbox may send.
+pub const MAX_WORKSPACE_ARCHIVE_BYTES: u64 = 1 << 30;
+
+/// The id prefix of sandboxes.
+pub const SANDBOX_PREFIX: &str = "sbx";
+
+#[derive(Clone, Debug)]
+pub struct SandboxSettings {
+    /// The base URL sandboxes dial (`ws://host:port`): this replica's link address.
+    pub link_url: String,
+    /// A ready sandbox unused this long, with nothing queued or running, is torn down.
+    pub idle_timeout: Duration,
+    /// How long a new sandbox may take to say hello.
+    pub ready_timeout: Duration,
+    /// How often the reaper looks for lost and idle sandboxes.
+    pub reap_interval: Duration,
+    /// How long a workspace archive or restore may take.
+    pub archive_timeout: Duration,
+}
+
+impl SandboxSettings {
+    pub fn new(link_url: String) -> SandboxSettings {
+        SandboxSettings {
+            link_url,
+            idle_timeout: Duration::from_secs(15 * 60),
+            ready_timeout: Duration::from_secs(30),
+            reap_interval: Duration::from_secs(1),
+            archive_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A sandbox whose daemon is on the link.
+#[derive(Clone, Debug)]
+pub struct ReadySandbox {
+    pub record: SandboxRecord,
+    /// The daemon's boot id: a new one means a new process, which has no runtime started yet.
+    pub boot_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SandboxError(pub String);
+
+#[derive(Clone, Debug)]
+pub struct Sandboxes {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    hub: Hub,
+    bus: EventBus,
+    provider: Arc<dyn SandboxProvider>,
+    settings: SandboxSettings,
+    /// One provisioning at a time per session.
+    provisioning: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sandboxes being (or lately) torn down, each with whether its teardown is done: their
+    /// daemons' exits are expected, not a loss, and a second teardown waits for the first.
+    ending: Mutex<HashMap<String, Arc<tokio::sync::Mutex<bool>>>>,
+}
+
+impl Sandboxes {
+    pub fn new(
+        store: Store,
+        hub: Hub,
+        provider: Arc<dyn SandboxProvider>,
+        bus: EventBus,
+        settings: SandboxSettings,
+    ) -> Sandboxes {
+        let (provisioning, ending) = (Mutex::new(HashMap::new()), Mutex::new(HashMap::new()));
+        Sandboxes { inner: Arc::new(Inner { store, hub, bus, provider, settings, provisioning, ending }) }
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// The port a runtime server in a sandbox listens on: the manifest's, or, where sandboxes
+    /// share this host's network, a free one of its own (the server reads it from `PORT`).
+    pub fn runtime_port(&self, declared: u16) -> std::io::Result<u16> {
+        if !self.inner.provider.shares_host_network() {
+            return Ok(declared);
+        }
+        Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+    }
+
+    /// The session's sandbox, ready: the live one when its daemon is on the link (or comes back
+    /// within the ready timeout), else a new one.
+    pub async fn ensure(&self, session: &SessionRecord) -> Result<ReadySandbox, SandboxError> {
+        let gate = {
+            let mut provisioning = lock(&self.inner.provisioning);
+            provisioning.entry(session.id.clone()).or_default().clone()
+        };
+        let _turn = gate.lock().await;
+        let store = &self.inner.store;
+        if let Some(live) = store.live_sandbox(&session.id).await.map_err(internal)? {
+            if live.status == SandboxStatus::Provisioning {
+                // Provisioning was interrupted (this process holds the gate, so an earlier one
+                // was): its setup may be half done. Start over.
+                self.teardown(&live, "provisioning was interrupted", false).await;
+                return self.provision(session).await;
+            }
+            match self.wait_ready(&live).await {
+                Ok(ready) => return Ok(ready),
+                Err(reason) => self.teardown(&live, &format!("lost: {reason}"), false).await,
+            }
+        }
+        self.provision(session).await
+    }
+
+    async fn provision(&self, session: &SessionRecord) -> Result<ReadySandbox, SandboxError> {
+        let store = &self.inner.store;
+        let id = new_id(SANDBOX_PREFIX);
+        let token = new_token("sbt_");
+        let new = NewSandbox {
+            id: &id,
+            org_id: &session.org_id,
+            session_id: &session.id,
+            provider: self.inner.provider.name(),
+            token_hash: &token_hash(&token),
+            control_url: &self.inner.settings.link_url,
+        };
+        let Some(record) = store.insert_sandbox(&new).await.map_err(internal)? else {
+            return Err(SandboxError(format!(
+                "session {} already has a sandbox being provisioned by another control replica; retry",
+                session.id
+            )));
+        };
+        self.inner.hub.register(&id);
+        let request = ProvisionRequest {
+            sandbox_id: id.clone(),
+            session_id: session.id.clone(),
+            control_url: self.inner.settings.link_url.clone(),
+            token,
+            internet_access: session.internet_access,
+        };
+        let provisioned = match self.inner.provider.provision(&request).await {
+            Ok(provisioned) => provisioned,
+            Err(error) => {
+                let reason = format!("provision a {} sandbox: {error:#}", self.inner.provider.name());
+                self.teardown(&record, &reason, false).await;
+                return Err(SandboxError(reason));
+            }
+        };
+        let record = SandboxRecord { handle: provisioned.handle.clone(), ..record };
+        if let Err(error) = store.set_sandbox_handle(&id, &provisioned.handle).await {
+            self.teardown(&record, "could not record its handle", false).await;
+            return Err(internal(error));
+        }
+        if let Some(exited) = provisioned.exited {
+            let sandboxes = self.clone();
+            let watched = record.clone();
+            tokio::spawn(async move {
+                // A daemon that exits after its sandbox was torn down (or while it is) was told to.
+                if let Ok(reason) = exited.await
+                    && sandboxes.inner.hub.is_registered(&watched.id)
+                    && !lock(&sandboxes.inner.ending).contains_key(&watched.id)
+                {
+                    sandboxes.inner.hub.mark_lost(&watched.id, &reason);
+                    sandboxes.teardown(&watched, &format!("lost: {reason}"), false).await;
+                }
+            });
+        }
+        let ready = match self.wait_ready(&record).await {
+            Ok(ready) => ready,
+            Err(reason) => {
+                let log = record.handle["log"].as_str().unwrap_or("the provider's log");
+                let reason = format!("sandbox {id} did not come up: {reason} (see {log})");
+                self.teardown(&record, &reason, false).await;
+                return Err(SandboxError(reason));
+            }
+        };
+        if provisioned.fresh_workspace
+            && let Err(error) = self.restore_workspace(&ready).await
+        {
+            let reason = format!("restore the workspace of session {}: {error:#}", session.id);
+            self.teardown(&record, &reason, false).await;
+            return Err(SandboxError(reason));
+        }
+        let detail = json!({"boot_id": ready.boot_id, "restored": provisioned.fresh_workspace});
+        if let Some(sequence) = store.sandbox_ready(&record, detail).await.map_err(internal)? {
+            self.inner.bus.notify(&record.session_id, sequence);
+        }
+        Ok(ready)
+    }
+
+    /// Waits for the sandbox's daemon to be on the link.
+    async fn wait_ready(&self, record: &SandboxRecord) -> Result<ReadySandbox, String> {
+        let hub = &self.inner.hub;
+        if !hub.is_registered(&record.id) {
+            // Provisioned by an earlier process of this replica and not adopted: treat as lost.
+            return Err("no longer known to this control plane".to_owned());
+        }
+        match tokio::time::timeout(self.inner.settings.ready_timeout, hub.wait_connected(&record.id)).await {
+            Ok(Ok(info)) => Ok(ReadySandbox { record: record.clone(), boot_id: info.boot_id }),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!(
+                "its daemon did not connect within {}",
+                humantime::format_duration(self.inner.settings.ready_timeout)
+            )),
+        }
+    }
+
+    /// Restores the session's last workspace archive into a fresh sandbox, if it has one.
+    async fn restore_workspace(&self, ready: &ReadySandbox) -> anyhow::Result<()> {
+        let record = &ready.record;
+        let archive = match self.inner.store.session_workspace(&record.org_id, &record.session_id).await? {
+            SessionWorkspace::Archived(archive) => archive,
+            SessionWorkspace::NotArchived | SessionWorkspace::SessionNotFound => return Ok(()),
+        };
+        let Some(sha256) = archive.sha256.clone() else { return Ok(()) };
+        let op = Operation::WorkspaceRestore(dari_protocol::link::WorkspaceRestore {
+            url: workspace_path(&record.id),
+            sha256,
+            size_bytes: u64::try_from(archive.size_bytes).unwrap_or(0),
+        });
+        self.run_op(record, "restore", op).await.map(drop)
+    }
+
+    /// Archives the sandbox's workspace to the blob store (the daemon uploads it to
+    /// `PUT /internal/sandboxes/{id}/workspace`).
+    pub async fn archive_workspace(&self, record: &SandboxRecord) -> anyhow::Result<()> {
+        let op = Operation::WorkspaceArchive(dari_protocol::link::WorkspaceArchive {
+            url: workspace_path(&record.id),
+            exclude: Vec::new(),
+            max_bytes: MAX_WORKSPACE_ARCHIVE_BYTES,
+        });
+        self.run_op(record, "archive", op).await.map(drop)
+    }
+
+    async fn run_op(&self, record: &SandboxRecord, what: &str, op: Operation) -> anyhow::Result<serde_json::Value> {
+        let request_id = new_id(what);
+        let request = self.inner.hub.request(&record.id, request_id, op, None);
+        match tokio::time::timeout(self.inner.settings.archive_timeout, request).await {
+            Ok(Ok(Outcome::Ok { value })) => Ok(value),
+            Ok(Ok(Outcome::Error { error })) => anyhow::bail!("{} ({})", error.message, error.code),
+            Ok(Err(error)) => Err(error.into()),
+            Err(_) => anyhow::bail!(
+                "the workspace {what} took longer than {}",
+                humantime::format_duration(self.inner.settings.archive_timeout)
+            ),
+        }
+    }
+
+    /// Ends a sandbox: shuts its daemon down (after archiving the workspace when `archive`),
+    /// destroys it, and records why. Never fails: what goes wrong is logged.
+    pub async fn teardown(&self, record: &SandboxRecord, reason: &str, archive: bool) {
+        let ending = lock(&self.inner.ending).entry(record.id.clone()).or_default().clone();
+        let mut done = ending.lock().await;
+        if !*done {
+            self.end(record, reason, archive).await;
+            *done = true;
+        }
+    }
+
+    async fn end(&self, record: &SandboxRecord, reason: &str, archive: bool) {
+        let hub = &self.inner.hub;
+        let mut archived = false;
+        if archive {
+            match self.archive_workspace(record).await {
+                Ok(()) => archived = true,
+                Err(error) => tracing::warn!(sandbox_id = %record.id, "could not archive the workspace: {error:#}"),
+            }
+        }
+        if hub.is_registered(&record.id) {
+            let _ = hub.shutdown(&record.id, Duration::from_secs(5)).await;
+        }
+        if let Err(error) = self.inner.provider.destroy(&record.id, &record.handle, !archived).await {
+            tracing::warn!(sandbox_id = %record.id, "could not destroy the sandbox: {error:#}");
+        }
+        match self.inner.store.end_sandbox(record, reason).await {
+            Ok(Some(sequence)) => self.inner.bus.notify(&record.session_id, sequence),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(sandbox_id = %record.id, "could not record the sandbox's end: {error:#}"),
+        }
+        hub.forget(&record.id);
+        tracing::info!(sandbox_id = %record.id, session_id = %record.session_id, reason, "sandbox torn down");
+    }
+
+    /// Registers this replica's live sandboxes with the hub after a restart, so that their
+    /// daemons' links are accepted; those that do not come back within the grace are lost.
+    pub async fn adopt(&self) -> anyhow::Result<usize> {
+        let live = self.inner.store.live_sandboxes(&self.inner.settings.link_url).await?;
+        for record in &live {
+            self.inner.hub.register(&record.id);
+        }
+        Ok(live.len())
+    }
+
+    /// Runs the reaper until `cancel`: lost sandboxes are torn down, idle ones archived and torn
+    /// down.
+    pub async fn reap(self, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(self.inner.settings.reap_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = cancel.cancelled() => return,
+            }
+            if let Err(error) = self.reap_once().await {
+                tracing::warn!("the sandbox reaper failed: {error:#}");
+            }
+        }
+    }
+
+    async fn reap_once(&self) -> anyhow::Result<()> {
+        lock(&self.inner.ending).retain(|_, done| !done.try_lock().is_ok_and(|done| *done));
+        let hub = &self.inner.hub;
+        for sandbox_id in hub.lost_sandboxes() {
+            hub.mark_lost(&sandbox_id, "its daemon stayed away past the grace period");
+            let live = self.inner.store.live_sandboxes(&self.inner.settings.link_url).await?;
+            if let Some(record) = live.into_iter().find(|record| record.id == sandbox_id) {
+                self.teardown(&record, "lost: its daemon stayed away past the grace period", false).await;
+            } else {
+                hub.forget(&sandbox_id);
+            }
+        }
+        let idle_timeout = i64::try_from(self.inner.settings.idle_timeout.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_millis().saturating_sub(idle_timeout);
+        for record in self.inner.store.idle_sandboxes(&self.inner.settings.link_url, cutoff).await? {
+            let gate = {
+                let mut provisioning = lock(&self.inner.provisioning);
+                provisioning.entry(record.session_id.clone()).or_default().clone()
+            };
+            // A turn that is about to use the sandbox holds the gate; let it.
+            let Ok(_turn) = gate.try_lock() else { continue };
+            self.teardown(&record, "idle", true).await;
+        }
+        Ok(())
+    }
+
+    /// Tears every live sandbox of this replica down, archiving workspaces (a graceful stop).
+    pub async fn shutdown_all(&self) {
+        let live = match self.inner.store.live_sandboxes(&self.inner.settings.link_url).await {
+            Ok(live) => live,
+            Err(error) => {
+                tracing::warn!("could not list sandboxes to stop: {error:#}");
+                return;
+            }
+        };
+        let teardowns = live.iter().map(|record| self.teardown(record, "control plane shut down", false));
+        futures_util::future::join_all(teardowns).await;
+    }
+
+    /// Notes a sandbox's use, for the idle timeout.
+    pub async fn touch(&self, record: &SandboxRecord) -> anyhow::Result<()> {
+        self.inner.store.touch_sandbox(&record.id).await.context("note the sandbox's use")
+    }
+}
+
+/// The path on control through which a sandbox uploads and downloads its workspace archive.
+pub fn workspace_path(sandbox_id: &str) -> String {
+    format!("/internal/sandboxes/{sandbox_id}/workspace")
+}
+
+/// The path on control from which a sandbox downloads its source bundle.
+pub fn bundle_path(sandbox_id: &str) -> String {
+    format!("/internal/sandboxes/{sandbox_id}/bundle")
+}
+
+impl From<HubError> for SandboxError {
+    fn from(error: HubError) -> SandboxError {
+        SandboxError(error.to_string())
+    }
+}
+
+fn internal(error: anyhow::Error) -> SandboxError {
+    SandboxError(format!("{error:#}"))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
