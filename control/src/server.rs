@@ -167,8 +167,12 @@ fn execution(
     });
     let settings = SandboxSettings { idle_timeout: config.idle_timeout, ..SandboxSettings::new(link_url) };
     let sandboxes = Sandboxes::new(store.clone(), hub, provider, bus.clone(), settings);
-    let worker_settings =
-        WorkerSettings { concurrency: config.workers, lease: config.message_lease, ..WorkerSettings::default() };
+    let worker_settings = WorkerSettings {
+        concurrency: config.workers,
+        lease: config.message_lease,
+        runtime: config.runtime,
+        ..WorkerSettings::default()
+    };
     let worker = Worker::new(store.clone(), sandboxes.clone(), bus.clone(), worker_settings);
     (sandboxes, worker)
 }

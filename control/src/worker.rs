@@ -21,7 +21,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::EventBus;
-use crate::harness::custom_runtime::CustomRuntimeHarness;
+use crate::harness::custom_runtime::{CustomRuntimeHarness, RuntimeLimits};
 use crate::harness::{TurnContext, TurnFailure};
 use crate::ids::new_id;
 use crate::persistence::{ClaimedMessage, LedgerError, Store, TurnError, TurnOutcome, VersionRecord};
@@ -36,11 +36,17 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     pub lease: Duration,
     pub poll_interval: Duration,
+    pub runtime: RuntimeLimits,
 }
 
 impl Default for WorkerSettings {
     fn default() -> WorkerSettings {
-        WorkerSettings { concurrency: 256, lease: Duration::from_secs(30), poll_interval: Duration::from_secs(1) }
+        WorkerSettings {
+            concurrency: 256,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            runtime: RuntimeLimits::default(),
+        }
     }
 }
 
@@ -70,10 +76,10 @@ impl Worker {
                 store,
                 sandboxes,
                 bus,
-                settings,
+                settings: settings.clone(),
                 owner: new_id("wrk"),
                 wake: Arc::new(Notify::new()),
-                custom_runtime: CustomRuntimeHarness::default(),
+                custom_runtime: CustomRuntimeHarness::new(settings.runtime),
                 manifests: Mutex::new(HashMap::new()),
             }),
         }

@@ -363,3 +363,43 @@ async fn dari_session_send_exits_non_zero_when_the_message_fails() {
     assert!(stderr.contains("failed: runtime_http_error"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn a_runtime_that_never_gets_healthy_or_answers_too_late_fails_the_message_with_its_logs() {
+    let control = ControlServer::builder(Engine::Sqlite)
+        .workers(4)
+        .args(["--runtime-start-timeout", "2s", "--runtime-advance-timeout", "1s"])
+        .start()
+        .await;
+
+    // A server that starts, says so, and never answers its health check.
+    let project = tempfile::tempdir().expect("a project directory");
+    dari_tests::write_tree(
+        project.path(),
+        [
+            (
+                "dari.yml",
+                b"name: sleepy\nharness:\n  kind: customRuntimeServer\n  protocol: dari-runtime-v1\n  customRuntimeServer:\n    command: python3 server.py\n    port: 8790\ninstructions:\n  system: prompts/system.md\nbuilt_in_tools: []\n"
+                    .as_slice(),
+            ),
+            ("prompts/system.md", b"Sleep.".as_slice()),
+            ("server.py", b"import time\nprint('warming up the flux capacitor', flush=True)\ntime.sleep(600)\n".as_slice()),
+        ],
+    );
+    let sleepy = deploy_project(&control, project.path()).await;
+    let session_id = new_session(&control, &sleepy).await;
+    let message = send(&control, &session_id, "hello?").await;
+    let message = finished(&control, &session_id, &message).await;
+    let error = &message["output"]["error"];
+    assert_eq!(error["type"], "runtime_unhealthy", "{message}");
+    assert!(error["details"]["recent_logs"].to_string().contains("warming up the flux capacitor"), "{error}");
+
+    // A server that answers after the advance timeout.
+    let agent = deploy_test_runtime(&control).await;
+    let session_id = new_session(&control, &agent).await;
+    let late = send(&control, &session_id, "nap 3000").await;
+    let late = finished(&control, &session_id, &late).await;
+    assert_eq!(late["output"]["error"]["type"], "runtime_timeout", "{late}");
+    let next = send(&control, &session_id, "still there?").await;
+    assert_eq!(reply(&finished(&control, &session_id, &next).await), "echo: still there? (turn 1)");
+}

@@ -22,10 +22,6 @@ use crate::ids::new_id;
 use crate::persistence::{StateChange, TurnError, TurnOutcome};
 use crate::sandboxes::{ReadySandbox, bundle_path};
 
-/// How long the runtime server may take to answer one advance.
-pub const ADVANCE_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long the server may take to become healthy.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long fetching and unpacking the bundle may take.
 const MATERIALIZE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Beyond the daemon's own deadline, how long control waits for its answer.
@@ -37,14 +33,34 @@ const MAX_STATE_BYTES: usize = 1024 * 1024;
 const MAX_EVENTS: usize = 100;
 const MAX_EVENT_TYPE_CHARS: usize = 64;
 
+/// How long a runtime server may take.
+#[derive(Clone, Copy, Debug)]
+pub struct RuntimeLimits {
+    /// To become healthy after it is started.
+    pub start_timeout: Duration,
+    /// To answer one advance.
+    pub advance_timeout: Duration,
+}
+
+impl Default for RuntimeLimits {
+    fn default() -> RuntimeLimits {
+        RuntimeLimits { start_timeout: Duration::from_secs(60), advance_timeout: Duration::from_secs(600) }
+    }
+}
+
 /// The harness, with what it remembers between turns: which daemon boot has the runtime started.
 #[derive(Debug, Default)]
 pub struct CustomRuntimeHarness {
+    limits: RuntimeLimits,
     /// sandbox id → the boot id of the daemon whose runtime server is started.
     started: Mutex<HashMap<String, String>>,
 }
 
 impl CustomRuntimeHarness {
+    pub fn new(limits: RuntimeLimits) -> CustomRuntimeHarness {
+        CustomRuntimeHarness { limits, started: Mutex::new(HashMap::new()) }
+    }
+
     /// Runs one turn of `context`'s message in `sandbox`.
     pub async fn run_turn(
         &self,
@@ -58,10 +74,10 @@ impl CustomRuntimeHarness {
         let request_id = format!("{}:{}:advance", message.id, context.attempt);
         let op = Operation::RuntimeAdvance {
             body: advance_body(context),
-            timeout_ms: millis(ADVANCE_TIMEOUT),
+            timeout_ms: millis(self.limits.advance_timeout),
             headers: advance_headers(context),
         };
-        let outcome = request(context, sandbox, request_id, op, ADVANCE_TIMEOUT).await?;
+        let outcome = request(context, sandbox, request_id, op, self.limits.advance_timeout).await?;
         match outcome {
             Outcome::Ok { value } => {
                 let response: AdvanceResponse = serde_json::from_value(value).map_err(|error| {
@@ -140,9 +156,9 @@ impl CustomRuntimeHarness {
             advance_path: spec.advance_path.clone(),
             cwd: Some(BUNDLE_DIR.to_owned()),
             env: manifest.sandbox.env.clone(),
-            start_timeout_ms: millis(START_TIMEOUT),
+            start_timeout_ms: millis(self.limits.start_timeout),
         });
-        match request(context, sandbox, new_id("start"), start, START_TIMEOUT).await? {
+        match request(context, sandbox, new_id("start"), start, self.limits.start_timeout).await? {
             Outcome::Ok { .. } => {
                 lock(&self.started).insert(sandbox_id.clone(), sandbox.boot_id.clone());
                 Ok(())

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bus::StreamLimits;
+use crate::harness::custom_runtime::RuntimeLimits;
 
 pub const ENV_LISTEN: &str = "DARI_LISTEN";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
@@ -36,6 +37,10 @@ pub const ENV_SANDBOX_LOST_GRACE: &str = "DARI_SANDBOX_LOST_GRACE";
 pub const DEFAULT_SANDBOX_LOST_GRACE: &str = "30s";
 pub const ENV_PREWARM_SANDBOXES: &str = "DARI_PREWARM_SANDBOXES";
 pub const ENV_LINK_URL: &str = "DARI_LINK_URL";
+pub const ENV_RUNTIME_START_TIMEOUT: &str = "DARI_RUNTIME_START_TIMEOUT";
+pub const DEFAULT_RUNTIME_START_TIMEOUT: &str = "60s";
+pub const ENV_RUNTIME_ADVANCE_TIMEOUT: &str = "DARI_RUNTIME_ADVANCE_TIMEOUT";
+pub const DEFAULT_RUNTIME_ADVANCE_TIMEOUT: &str = "10m";
 pub const ENV_MESSAGE_LEASE: &str = "DARI_MESSAGE_LEASE";
 pub const DEFAULT_MESSAGE_LEASE: &str = "30s";
 /// Snapshots are bounded like bundles are (see dari-bundle's limits).
@@ -102,6 +107,12 @@ pub struct ServerArgs {
     /// worker resumes the turns of a server that died.
     #[arg(long, env = ENV_MESSAGE_LEASE, default_value = DEFAULT_MESSAGE_LEASE, value_parser = humantime::parse_duration)]
     pub message_lease: Duration,
+    /// How long a custom runtime server may take to become healthy.
+    #[arg(long, env = ENV_RUNTIME_START_TIMEOUT, default_value = DEFAULT_RUNTIME_START_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub runtime_start_timeout: Duration,
+    /// How long a custom runtime server may take to answer one message.
+    #[arg(long, env = ENV_RUNTIME_ADVANCE_TIMEOUT, default_value = DEFAULT_RUNTIME_ADVANCE_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub runtime_advance_timeout: Duration,
     /// Start a session's sandbox when the session is created, not at its first message.
     #[arg(long, env = ENV_PREWARM_SANDBOXES)]
     pub prewarm_sandboxes: bool,
@@ -137,6 +148,7 @@ pub struct ExecutionConfig {
     pub idle_timeout: Duration,
     pub lost_grace: Duration,
     pub message_lease: Duration,
+    pub runtime: RuntimeLimits,
     pub prewarm: bool,
     /// `None`: `ws://127.0.0.1:<port>` once the port is bound.
     pub link_url: Option<String>,
@@ -180,6 +192,8 @@ impl ServerConfig {
         }
         anyhow::ensure!(!args.sandbox_lost_grace.is_zero(), "--sandbox-lost-grace must be longer than zero");
         anyhow::ensure!(!args.sandbox_idle_timeout.is_zero(), "--sandbox-idle-timeout must be longer than zero");
+        anyhow::ensure!(!args.runtime_start_timeout.is_zero(), "--runtime-start-timeout must be longer than zero");
+        anyhow::ensure!(!args.runtime_advance_timeout.is_zero(), "--runtime-advance-timeout must be longer than zero");
         anyhow::ensure!(
             args.message_lease >= Duration::from_millis(300),
             "--message-lease must be at least 300ms: a worker renews it every third of its length"
@@ -190,6 +204,10 @@ impl ServerConfig {
             idle_timeout: args.sandbox_idle_timeout,
             lost_grace: args.sandbox_lost_grace,
             message_lease: args.message_lease,
+            runtime: RuntimeLimits {
+                start_timeout: args.runtime_start_timeout,
+                advance_timeout: args.runtime_advance_timeout,
+            },
             prewarm: args.prewarm_sandboxes,
             link_url: args.link_url.map(|url| url.trim_end_matches('/').to_owned()),
         };
