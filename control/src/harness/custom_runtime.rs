@@ -94,7 +94,12 @@ impl CustomRuntimeHarness {
                 self.forget(&sandbox.record.id);
                 Err(TurnFailure::Retryable(error.message))
             }
-            Outcome::Error { error } if error.code == error_code::SHUTTING_DOWN => {
+            // The daemon is stopping, or the request was cancelled when a worker let go of the
+            // turn (its record now answers this request id with the cancellation): the next
+            // attempt is a new request.
+            Outcome::Error { error }
+                if error.code == error_code::SHUTTING_DOWN || error.code == error_code::CANCELLED =>
+            {
                 Err(TurnFailure::Retryable(error.message))
             }
             Outcome::Error { error } => {
