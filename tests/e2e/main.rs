@@ -14,6 +14,7 @@ mod hub;
 mod link;
 mod manifest_corpus;
 mod manifest_fuzz;
+mod sandbox_secrets;
 mod sessions;
 mod static_binary;
 mod validate;

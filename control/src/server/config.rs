@@ -1,6 +1,7 @@
 //! The server's configuration: flags, each with a `DARI_*` environment variable, read into a
 //! [`ServerConfig`] before anything is opened or bound.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub const ENV_SANDBOX_LOST_GRACE: &str = "DARI_SANDBOX_LOST_GRACE";
 pub const DEFAULT_SANDBOX_LOST_GRACE: &str = "30s";
 pub const ENV_PREWARM_SANDBOXES: &str = "DARI_PREWARM_SANDBOXES";
 pub const ENV_LINK_URL: &str = "DARI_LINK_URL";
+pub const ENV_SANDBOX_ENV: &str = "DARI_SANDBOX_ENV";
 pub const ENV_MESSAGE_LEASE: &str = "DARI_MESSAGE_LEASE";
 pub const DEFAULT_MESSAGE_LEASE: &str = "30s";
 /// Snapshots are bounded like bundles are (see dari-bundle's limits).
@@ -98,6 +100,12 @@ pub struct ServerArgs {
     /// How long a sandbox's daemon may stay off the link before the sandbox counts as lost.
     #[arg(long, env = ENV_SANDBOX_LOST_GRACE, default_value = DEFAULT_SANDBOX_LOST_GRACE, value_parser = humantime::parse_duration)]
     pub sandbox_lost_grace: Duration,
+    /// A variable (`KEY=VALUE`) every local sandbox's processes get, the runtime server among
+    /// them: proxies, endpoint overrides such as `ANTHROPIC_BASE_URL`. Repeatable; in
+    /// DARI_SANDBOX_ENV, one `KEY=VALUE` per line (values such as NO_PROXY hold commas). The
+    /// manifest's `sandbox.env` and `sandbox.secrets` override it.
+    #[arg(long = "sandbox-env", env = ENV_SANDBOX_ENV, value_name = "KEY=VALUE", value_delimiter = '\n', hide_env_values = true)]
+    pub sandbox_env: Vec<String>,
     /// How long a worker's claim on a running message lasts without renewal: how soon another
     /// worker resumes the turns of a server that died.
     #[arg(long, env = ENV_MESSAGE_LEASE, default_value = DEFAULT_MESSAGE_LEASE, value_parser = humantime::parse_duration)]
@@ -140,6 +148,8 @@ pub struct ExecutionConfig {
     pub prewarm: bool,
     /// `None`: `ws://127.0.0.1:<port>` once the port is bound.
     pub link_url: Option<String>,
+    /// `--sandbox-env`: variables every local sandbox's daemon (and so each of its processes) gets.
+    pub sandbox_env: BTreeMap<String, String>,
 }
 
 /// Where the certificate chain and its key are, as given; read when the server starts.
@@ -184,6 +194,7 @@ impl ServerConfig {
             args.message_lease >= Duration::from_millis(300),
             "--message-lease must be at least 300ms: a worker renews it every third of its length"
         );
+        let sandbox_env = parse_sandbox_env(&args.sandbox_env)?;
         let execution = ExecutionConfig {
             sandboxd: given(args.sandboxd).unwrap_or_else(default_sandboxd),
             workers: args.workers,
@@ -192,6 +203,7 @@ impl ServerConfig {
             message_lease: args.message_lease,
             prewarm: args.prewarm_sandboxes,
             link_url: args.link_url.map(|url| url.trim_end_matches('/').to_owned()),
+            sandbox_env,
         };
         Ok(ServerConfig {
             execution,
@@ -221,6 +233,29 @@ impl ServerConfig {
     }
 }
 
+/// Reads `--sandbox-env` entries: `KEY=VALUE`, a variable name for `KEY`, not one of the daemon's
+/// own `SANDBOXD_*`. Blank entries (an empty line in DARI_SANDBOX_ENV) are skipped; a later entry
+/// of a name replaces an earlier one. Errors name the key, never the value (it may hold a
+/// password, as a proxy's URL can).
+fn parse_sandbox_env(entries: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    for entry in entries.iter().map(|entry| entry.trim_end_matches('\r')).filter(|entry| !entry.trim().is_empty()) {
+        let Some((key, value)) = entry.split_once('=') else {
+            anyhow::bail!("--sandbox-env ({ENV_SANDBOX_ENV}) takes KEY=VALUE; one entry has no `=`");
+        };
+        let key = key.trim();
+        let valid = key.bytes().next().is_some_and(|byte| byte.is_ascii_alphabetic() || byte == b'_')
+            && key.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+        anyhow::ensure!(valid, "--sandbox-env ({ENV_SANDBOX_ENV}): {key:?} is not an environment variable name");
+        anyhow::ensure!(
+            !key.starts_with("SANDBOXD_"),
+            "--sandbox-env ({ENV_SANDBOX_ENV}): {key} is the sandbox daemon's own configuration, which the server sets"
+        );
+        env.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(env)
+}
+
 /// `sandboxd` beside the running `dari` binary, else the name alone (found on PATH).
 fn default_sandboxd() -> PathBuf {
     std::env::current_exe()
@@ -229,3 +264,6 @@ fn default_sandboxd() -> PathBuf {
         .filter(|path| path.is_file())
         .unwrap_or_else(|| PathBuf::from("sandboxd"))
 }
+
+#[cfg(test)]
+mod tests;
