@@ -4,6 +4,7 @@ mod api_auth;
 mod architecture;
 mod bundle_extract;
 mod bundle_materialize;
+mod claude_sdk;
 mod daemon_ops;
 mod deploy;
 mod deploy_dry_run;

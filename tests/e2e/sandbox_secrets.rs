@@ -57,7 +57,7 @@ fn holds(name: &str, value: &str) -> String {
 }
 
 /// Panics if the session's ledger, the server's log or a sandbox's log holds any of `values`.
-async fn assert_nowhere(control: &ControlServer, session_ids: &[&str], values: &[&str]) {
+pub(crate) async fn assert_nowhere(control: &ControlServer, session_ids: &[&str], values: &[&str]) {
     let mut places = vec![("the server log".to_owned(), control.log())];
     for session_id in session_ids {
         let (status, page) = control.get(&format!("/v1/sessions/{session_id}/events?limit=500")).await;
