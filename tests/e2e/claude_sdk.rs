@@ -119,3 +119,48 @@ fn hex_random() -> String {
     getrandom::fill(&mut bytes).expect("random bytes");
     hex::encode(bytes)
 }
+
+#[tokio::test]
+async fn the_fake_anthropic_api_answers_streamed_and_whole_and_records_requests() {
+    let fake = FakeAnthropic::start().await;
+    fake.reply("streamed");
+    fake.reply("whole");
+    let http = reqwest::Client::new();
+    let ask = |stream: bool| {
+        http.post(format!("{}/v1/messages?beta=true", fake.url)).header("x-api-key", "sk-test-fake").json(&json!({
+            "model": "claude-sonnet-4-5", "max_tokens": 10, "stream": stream,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        }))
+    };
+    let streamed = ask(true).send().await.expect("the fake answers");
+    assert_eq!(streamed.headers()["content-type"], "text/event-stream");
+    let body = streamed.text().await.expect("the stream");
+    let names: Vec<&str> = body.lines().filter_map(|line| line.strip_prefix("event: ")).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "ping",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert!(body.contains(r#""delta":{"text":"streamed","type":"text_delta"}"#), "{body}");
+    assert!(body.contains(r#""stop_reason":"end_turn""#), "{body}");
+
+    let whole: serde_json::Value = ask(false).send().await.expect("the fake answers").json().await.expect("JSON");
+    assert_eq!(whole["content"][0]["text"], "whole", "{whole}");
+    assert_eq!(whole["stop_reason"], "end_turn");
+    let counted = http.post(format!("{}/v1/messages/count_tokens", fake.url)).json(&json!({})).send().await;
+    assert!(counted.expect("the fake answers").status().is_success());
+
+    let calls = fake.message_requests();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].uri, "/v1/messages?beta=true");
+    assert_eq!(calls[0].header("X-Api-Key"), Some("sk-test-fake"));
+    assert_eq!(calls[1].message_texts(), [("user".to_owned(), "hi".to_owned())]);
+    assert_eq!(fake.requests().len(), 3, "count_tokens is recorded too");
+}
