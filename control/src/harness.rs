@@ -3,9 +3,11 @@
 //! this build yet, and its messages fail with a clear error.
 
 pub mod custom_runtime;
+pub mod secrets;
 
 use crate::persistence::{ClaimedMessage, TurnError, VersionRecord};
 use crate::sandboxes::Sandboxes;
+use secrets::SandboxSecrets;
 
 /// What a harness sees of one turn.
 #[derive(Debug)]
@@ -15,6 +17,8 @@ pub struct TurnContext<'a> {
     /// The attempt this run is: the message's, raised by each retryable failure.
     pub attempt: i64,
     pub sandboxes: &'a Sandboxes,
+    /// Opens the secrets the version declares, when its runtime starts.
+    pub secrets: &'a SandboxSecrets,
 }
 
 /// Why a turn did not complete.

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dari_protocol::link::{Operation, Outcome};
+use dari_protocol::manifest::SandboxProvider as ManifestProvider;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -128,7 +129,16 @@ impl Sandboxes {
 
     /// The session's sandbox, ready: the live one when its daemon is on the link (or comes back
     /// within the ready timeout), else a new one.
-    pub async fn ensure(&self, session: &SessionRecord) -> Result<ReadySandbox, SandboxError> {
+    ///
+    /// `requested` is the manifest's `sandbox.provider`. This server has one provider and runs
+    /// every sandbox on it: a version that asks for another (`e2b`, `modal`) runs here all the
+    /// same, and its `sandbox.status_changed` event to `ready` says what was asked for
+    /// (`detail.requested_provider`), so that nobody mistakes where it ran.
+    pub async fn ensure(
+        &self,
+        session: &SessionRecord,
+        requested: Option<ManifestProvider>,
+    ) -> Result<ReadySandbox, SandboxError> {
         let gate = {
             let mut provisioning = lock(&self.inner.provisioning);
             provisioning.entry(session.id.clone()).or_default().clone()
@@ -140,17 +150,21 @@ impl Sandboxes {
                 // Provisioning was interrupted (this process holds the gate, so an earlier one
                 // was): its setup may be half done. Start over.
                 self.teardown(&live, "provisioning was interrupted", false).await;
-                return self.provision(session).await;
+                return self.provision(session, requested).await;
             }
             match self.wait_ready(&live).await {
                 Ok(ready) => return Ok(ready),
                 Err(reason) => self.teardown(&live, &format!("lost: {reason}"), false).await,
             }
         }
-        self.provision(session).await
+        self.provision(session, requested).await
     }
 
-    async fn provision(&self, session: &SessionRecord) -> Result<ReadySandbox, SandboxError> {
+    async fn provision(
+        &self,
+        session: &SessionRecord,
+        requested: Option<ManifestProvider>,
+    ) -> Result<ReadySandbox, SandboxError> {
         let store = &self.inner.store;
         let id = new_id(SANDBOX_PREFIX);
         let token = new_token("sbt_");
@@ -219,7 +233,15 @@ impl Sandboxes {
             self.teardown(&record, &reason, false).await;
             return Err(SandboxError(reason));
         }
-        let detail = json!({"boot_id": ready.boot_id, "restored": provisioned.fresh_workspace});
+        let mut detail = json!({"boot_id": ready.boot_id, "restored": provisioned.fresh_workspace});
+        let provider = self.inner.provider.name();
+        if let Some(requested) = requested.map(manifest_provider_name).filter(|requested| *requested != provider) {
+            tracing::info!(
+                sandbox_id = %id, session_id = %session.id, requested, provider,
+                "the version asks for sandbox.provider {requested}; this server runs its sandboxes on {provider}"
+            );
+            detail["requested_provider"] = json!(requested);
+        }
         if let Some(sequence) = store.sandbox_ready(&record, detail).await.map_err(internal)? {
             self.inner.bus.notify(&record.session_id, sequence);
         }
@@ -387,6 +409,15 @@ impl Sandboxes {
     /// Notes a sandbox's use, for the idle timeout.
     pub async fn touch(&self, record: &SandboxRecord) -> anyhow::Result<()> {
         self.inner.store.touch_sandbox(&record.id).await.context("note the sandbox's use")
+    }
+}
+
+/// The name a manifest gives a provider (`sandbox.provider`).
+pub fn manifest_provider_name(provider: ManifestProvider) -> &'static str {
+    match provider {
+        ManifestProvider::Local => "local",
+        ManifestProvider::E2b => "e2b",
+        ManifestProvider::Modal => "modal",
     }
 }
 

@@ -39,6 +39,21 @@ pub struct UnsealError {
     pub context: String,
 }
 
+/// The context a credential is sealed for: moved to another row, it does not open.
+pub fn credential_seal_context(org_id: &str, name: &str) -> String {
+    format!("credential:{org_id}:{name}")
+}
+
+/// The context a session's secrets (one JSON object of names to values) are sealed for.
+pub fn session_secrets_seal_context(org_id: &str, session_id: &str) -> String {
+    format!("session-secrets:{org_id}:{session_id}")
+}
+
+/// The context a session's LLM key is sealed for.
+pub fn llm_api_key_seal_context(org_id: &str, session_id: &str) -> String {
+    format!("session-llm-api-key:{org_id}:{session_id}")
+}
+
 const SEALED_VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
 

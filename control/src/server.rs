@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blobs::LocalBlobStore;
 use crate::bus::EventBus;
+use crate::harness::secrets::SandboxSecrets;
 use crate::http::{self, ApiSettings, AppState};
 use crate::hub::{Hub, HubSettings};
 use crate::persistence::Store;
@@ -83,7 +84,7 @@ impl Server {
         });
         let bus = EventBus::new(config.stream_limits);
         let (sandboxes, worker) =
-            execution(&config.execution, &config.data_dir, &store, &bus, local_addr, tls.is_some());
+            execution(&config.execution, &config.data_dir, &store, &bus, &master_key, local_addr, tls.is_some());
         let adopted = sandboxes.adopt().await.context("adopt the sandboxes of an earlier run")?;
         if adopted > 0 {
             tracing::info!(adopted, "waiting for the sandboxes of an earlier run to dial in");
@@ -156,11 +157,13 @@ fn execution(
     data_dir: &std::path::Path,
     store: &Store,
     bus: &EventBus,
+    master_key: &MasterKey,
     local_addr: SocketAddr,
     tls: bool,
 ) -> (Sandboxes, Worker) {
     let hub = Hub::new(HubSettings { lost_grace: config.lost_grace, ..HubSettings::default() });
-    let provider = Arc::new(LocalProvider::new(config.sandboxd.clone(), data_dir.join("sandboxes")));
+    let provider =
+        Arc::new(LocalProvider::new(config.sandboxd.clone(), data_dir.join("sandboxes"), config.sandbox_env.clone()));
     let link_url = config.link_url.clone().unwrap_or_else(|| {
         let scheme = if tls { "wss" } else { "ws" };
         format!("{scheme}://127.0.0.1:{}", local_addr.port())
@@ -173,7 +176,8 @@ fn execution(
         runtime: config.runtime,
         ..WorkerSettings::default()
     };
-    let worker = Worker::new(store.clone(), sandboxes.clone(), bus.clone(), worker_settings);
+    let secrets = SandboxSecrets::new(store.clone(), master_key.clone());
+    let worker = Worker::new(store.clone(), sandboxes.clone(), bus.clone(), secrets, worker_settings);
     (sandboxes, worker)
 }
 

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::EventBus;
 use crate::harness::custom_runtime::{CustomRuntimeHarness, RuntimeLimits};
+use crate::harness::secrets::SandboxSecrets;
 use crate::harness::{TurnContext, TurnFailure};
 use crate::ids::new_id;
 use crate::persistence::{ClaimedMessage, LedgerError, Store, TurnError, TurnOutcome, VersionRecord};
@@ -65,15 +66,23 @@ struct Inner {
     owner: String,
     wake: Arc<Notify>,
     custom_runtime: CustomRuntimeHarness,
+    secrets: SandboxSecrets,
     /// Versions are immutable: their parsed manifests are kept.
     manifests: Mutex<HashMap<String, Arc<(VersionRecord, Manifest)>>>,
 }
 
 impl Worker {
-    pub fn new(store: Store, sandboxes: Sandboxes, bus: EventBus, settings: WorkerSettings) -> Worker {
+    pub fn new(
+        store: Store,
+        sandboxes: Sandboxes,
+        bus: EventBus,
+        secrets: SandboxSecrets,
+        settings: WorkerSettings,
+    ) -> Worker {
         Worker {
             inner: Arc::new(Inner {
                 store,
+                secrets,
                 sandboxes,
                 bus,
                 settings: settings.clone(),
@@ -185,17 +194,25 @@ impl Worker {
         let (version, manifest) = (&version.0, &version.1);
         let mut attempt = claimed.message.attempt;
         loop {
-            let context = TurnContext { claimed, version, attempt, sandboxes: &self.inner.sandboxes };
+            let context = TurnContext {
+                claimed,
+                version,
+                attempt,
+                sandboxes: &self.inner.sandboxes,
+                secrets: &self.inner.secrets,
+            };
             let result = match &manifest.harness {
-                Harness::CustomRuntimeServer(spec) => match self.inner.sandboxes.ensure(&claimed.session).await {
-                    Ok(sandbox) => {
-                        let _ = self.inner.sandboxes.touch(&sandbox.record).await;
-                        let result = self.inner.custom_runtime.run_turn(&context, spec, manifest, &sandbox).await;
-                        let _ = self.inner.sandboxes.touch(&sandbox.record).await;
-                        result
+                Harness::CustomRuntimeServer(spec) => {
+                    match self.inner.sandboxes.ensure(&claimed.session, manifest.sandbox.provider).await {
+                        Ok(sandbox) => {
+                            let _ = self.inner.sandboxes.touch(&sandbox.record).await;
+                            let result = self.inner.custom_runtime.run_turn(&context, spec, manifest, &sandbox).await;
+                            let _ = self.inner.sandboxes.touch(&sandbox.record).await;
+                            result
+                        }
+                        Err(error) => Err(TurnFailure::Retryable(error.0)),
                     }
-                    Err(error) => Err(TurnFailure::Retryable(error.0)),
-                },
+                }
                 Harness::Pi => Err(TurnFailure::Final(TurnError::new(
                     "harness_unavailable",
                     "this server does not run the managed pi harness yet; deploy a customRuntimeServer agent",

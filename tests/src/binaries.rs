@@ -104,11 +104,21 @@ fn set_environment(command: &mut Command, env: &[(&str, String)]) {
     command.envs(env.iter().map(|(key, value)| (key, value)));
 }
 
-fn build_binaries() -> Built {
+/// The cargo target directory the tests run from (`target/`, or `CARGO_TARGET_DIR`), where
+/// the harness keeps what it builds and installs.
+pub fn target_dir() -> PathBuf {
+    host_dir().parent().expect("a target directory").to_path_buf()
+}
+
+/// `target/<profile>`, the directory of the test binary's `deps/`.
+fn host_dir() -> PathBuf {
     let test_exe = std::env::current_exe().expect("the test binary has a path");
     // target/<profile>/deps/e2e-<hash>
-    let host_dir =
-        test_exe.parent().and_then(|deps| deps.parent()).expect("test binary in target/<profile>/deps").to_path_buf();
+    test_exe.parent().and_then(|deps| deps.parent()).expect("test binary in target/<profile>/deps").to_path_buf()
+}
+
+fn build_binaries() -> Built {
+    let host_dir = host_dir();
     let host_profile = match host_dir.file_name().and_then(|name| name.to_str()) {
         Some("debug") | None => "dev".to_owned(),
         Some(profile) => profile.to_owned(),

@@ -5,7 +5,9 @@
 
 pub mod bench;
 pub mod binaries;
+pub mod claude_sdk;
 pub mod control;
+pub mod fake_anthropic;
 pub mod fake_control;
 pub mod hub_server;
 pub mod sse;

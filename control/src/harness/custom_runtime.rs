@@ -16,6 +16,7 @@ use dari_protocol::link::{AdvanceResponse, BundleMaterialize, Operation, Outcome
 use dari_protocol::manifest::{CustomRuntimeServer, Manifest, RUNTIME_PROTOCOL};
 use serde_json::{Map, Value, json};
 
+use super::secrets::SandboxSecretsError;
 use super::{TurnContext, TurnFailure};
 use crate::hub::HubError;
 use crate::ids::new_id;
@@ -154,13 +155,25 @@ impl CustomRuntimeHarness {
                 Value::Null,
             ))
         })?;
+        // The declared secrets join `sandbox.env` (a name cannot be in both: validation refuses
+        // it). Values are only in this request: a failure names secrets, never their values.
+        let secrets =
+            context.secrets.resolve(&context.claimed.session, &manifest.sandbox.secrets).await.map_err(|error| {
+                let details = match &error {
+                    SandboxSecretsError::Missing { names } => json!({"missing_secrets": names}),
+                    SandboxSecretsError::Read { .. } => Value::Null,
+                };
+                TurnFailure::Final(TurnError::new("sandbox_setup_failed", error.to_string(), details))
+            })?;
+        let mut env = manifest.sandbox.env.clone();
+        env.extend(secrets);
         let start = Operation::RuntimeStart(RuntimeStart {
             command: spec.command.clone(),
             port,
             health_path: spec.health_path.clone(),
             advance_path: spec.advance_path.clone(),
             cwd: Some(BUNDLE_DIR.to_owned()),
-            env: manifest.sandbox.env.clone(),
+            env,
             start_timeout_ms: millis(self.limits.start_timeout),
         });
         match request(context, sandbox, new_id("start"), start, self.limits.start_timeout).await? {

@@ -11,6 +11,7 @@
 //! running and dial the restarted control, which adopts them. Isolation (namespaces, cgroups)
 //! comes with the jail; today a local sandbox is a plain child process.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -33,11 +34,14 @@ pub struct LocalProvider {
     sandboxd: PathBuf,
     /// `<data dir>/sandboxes`: `sessions/<id>/workspace` and `logs/<sandbox id>.log`.
     root: PathBuf,
+    /// The operator's `--sandbox-env`: set in every daemon's environment, which its processes
+    /// inherit (a runtime's `sandbox.env` and secrets override it).
+    extra_env: BTreeMap<String, String>,
 }
 
 impl LocalProvider {
-    pub fn new(sandboxd: PathBuf, root: PathBuf) -> LocalProvider {
-        LocalProvider { sandboxd, root }
+    pub fn new(sandboxd: PathBuf, root: PathBuf, extra_env: BTreeMap<String, String>) -> LocalProvider {
+        LocalProvider { sandboxd, root, extra_env }
     }
 
     /// The session's workspace directory.
@@ -65,6 +69,9 @@ impl LocalProvider {
             }
         }
         environment.insert("HOME".to_owned(), workspace.to_string_lossy().into_owned());
+        // The operator's variables come last but cannot replace the daemon's own configuration
+        // (the configuration refuses SANDBOXD_* names).
+        environment.extend(self.extra_env.iter().map(|(key, value)| (key.clone(), value.clone())));
         #[allow(clippy::disallowed_methods, reason = "the local provider is the control plane's one process starter")]
         let mut command = tokio::process::Command::new(&self.sandboxd);
         command

@@ -1,6 +1,7 @@
 //! The server's configuration: flags, each with a `DARI_*` environment variable, read into a
 //! [`ServerConfig`] before anything is opened or bound.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub const ENV_RUNTIME_START_TIMEOUT: &str = "DARI_RUNTIME_START_TIMEOUT";
 pub const DEFAULT_RUNTIME_START_TIMEOUT: &str = "60s";
 pub const ENV_RUNTIME_ADVANCE_TIMEOUT: &str = "DARI_RUNTIME_ADVANCE_TIMEOUT";
 pub const DEFAULT_RUNTIME_ADVANCE_TIMEOUT: &str = "10m";
+pub const ENV_SANDBOX_ENV: &str = "DARI_SANDBOX_ENV";
 pub const ENV_MESSAGE_LEASE: &str = "DARI_MESSAGE_LEASE";
 pub const DEFAULT_MESSAGE_LEASE: &str = "30s";
 /// Snapshots are bounded like bundles are (see dari-bundle's limits).
@@ -103,6 +105,12 @@ pub struct ServerArgs {
     /// How long a sandbox's daemon may stay off the link before the sandbox counts as lost.
     #[arg(long, env = ENV_SANDBOX_LOST_GRACE, default_value = DEFAULT_SANDBOX_LOST_GRACE, value_parser = humantime::parse_duration)]
     pub sandbox_lost_grace: Duration,
+    /// A variable (`KEY=VALUE`) every local sandbox's processes get, the runtime server among
+    /// them: proxies, endpoint overrides such as `ANTHROPIC_BASE_URL`. Repeatable; in
+    /// DARI_SANDBOX_ENV, one `KEY=VALUE` per line (values such as NO_PROXY hold commas). The
+    /// manifest's `sandbox.env` and `sandbox.secrets` override it.
+    #[arg(long = "sandbox-env", env = ENV_SANDBOX_ENV, value_name = "KEY=VALUE", value_delimiter = '\n', hide_env_values = true)]
+    pub sandbox_env: Vec<String>,
     /// How long a worker's claim on a running message lasts without renewal: how soon another
     /// worker resumes the turns of a server that died.
     #[arg(long, env = ENV_MESSAGE_LEASE, default_value = DEFAULT_MESSAGE_LEASE, value_parser = humantime::parse_duration)]
@@ -152,6 +160,8 @@ pub struct ExecutionConfig {
     pub prewarm: bool,
     /// `None`: `ws://127.0.0.1:<port>` once the port is bound.
     pub link_url: Option<String>,
+    /// `--sandbox-env`: variables every local sandbox's daemon (and so each of its processes) gets.
+    pub sandbox_env: BTreeMap<String, String>,
 }
 
 /// Where the certificate chain and its key are, as given; read when the server starts.
@@ -198,6 +208,7 @@ impl ServerConfig {
             args.message_lease >= Duration::from_millis(300),
             "--message-lease must be at least 300ms: a worker renews it every third of its length"
         );
+        let sandbox_env = parse_sandbox_env(&args.sandbox_env)?;
         let execution = ExecutionConfig {
             sandboxd: given(args.sandboxd).unwrap_or_else(default_sandboxd),
             workers: args.workers,
@@ -210,6 +221,7 @@ impl ServerConfig {
             },
             prewarm: args.prewarm_sandboxes,
             link_url: args.link_url.map(|url| url.trim_end_matches('/').to_owned()),
+            sandbox_env,
         };
         Ok(ServerConfig {
             execution,
@@ -239,6 +251,29 @@ impl ServerConfig {
     }
 }
 
+/// Reads `--sandbox-env` entries: `KEY=VALUE`, a variable name for `KEY`, not one of the daemon's
+/// own `SANDBOXD_*`. Blank entries (an empty line in DARI_SANDBOX_ENV) are skipped; a later entry
+/// of a name replaces an earlier one. Errors name the key, never the value (it may hold a
+/// password, as a proxy's URL can).
+fn parse_sandbox_env(entries: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    for entry in entries.iter().map(|entry| entry.trim_end_matches('\r')).filter(|entry| !entry.trim().is_empty()) {
+        let Some((key, value)) = entry.split_once('=') else {
+            anyhow::bail!("--sandbox-env ({ENV_SANDBOX_ENV}) takes KEY=VALUE; one entry has no `=`");
+        };
+        let key = key.trim();
+        let valid = key.bytes().next().is_some_and(|byte| byte.is_ascii_alphabetic() || byte == b'_')
+            && key.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+        anyhow::ensure!(valid, "--sandbox-env ({ENV_SANDBOX_ENV}): {key:?} is not an environment variable name");
+        anyhow::ensure!(
+            !key.starts_with("SANDBOXD_"),
+            "--sandbox-env ({ENV_SANDBOX_ENV}): {key} is the sandbox daemon's own configuration, which the server sets"
+        );
+        env.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(env)
+}
+
 /// `sandboxd` beside the running `dari` binary, else the name alone (found on PATH).
 fn default_sandboxd() -> PathBuf {
     std::env::current_exe()
@@ -247,3 +282,6 @@ fn default_sandboxd() -> PathBuf {
         .filter(|path| path.is_file())
         .unwrap_or_else(|| PathBuf::from("sandboxd"))
 }
+
+#[cfg(test)]
+mod tests;

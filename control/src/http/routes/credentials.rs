@@ -12,15 +12,11 @@ use crate::api::{ErrorBody, timestamp};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, Caller};
+use crate::secrets::credential_seal_context;
 
 const MAX_NAME_LEN: usize = 128;
 /// The largest credential value: room for a service account key file, not for a database dump.
 const MAX_VALUE_BYTES: usize = 64 * 1024;
-
-/// The context a credential is sealed for: moved to another row, it does not open.
-pub(crate) fn seal_context(org_id: &str, name: &str) -> String {
-    format!("credential:{org_id}:{name}")
-}
 
 #[utoipa::path(get, path = "/v1/organizations/{org_id}/credentials", operation_id = "list_credentials", params(("org_id" = String, Path)), tag = "credentials",
     responses((status = 200, body = CredentialList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -62,7 +58,7 @@ pub(crate) async fn put(
             request.value.len()
         )));
     }
-    let sealed = state.master_key.seal(&seal_context(&caller.org_id, &name), request.value.as_bytes());
+    let sealed = state.master_key.seal(&credential_seal_context(&caller.org_id, &name), request.value.as_bytes());
     let created = state.store.put_credential(&caller.org_id, &name, &sealed).await?;
     tracing::info!(org.id = %caller.org_id, credential = %name, created, "stored credential");
     let record = state

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use dari_protocol::manifest::{Manifest, is_credential_name};
+use dari_protocol::manifest::{Manifest, SandboxProvider, is_credential_name};
 
 use crate::api::sessions::{CreateSession, Session, SessionList};
 use crate::api::{ErrorBody, timestamp};
@@ -18,6 +18,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery, Caller};
 use crate::ids::{looks_like, new_id, prefix};
 use crate::persistence::{NewSession, SessionFilter, SessionRecord};
+use crate::secrets::{llm_api_key_seal_context, session_secrets_seal_context};
 
 use super::agents::any_agent;
 use super::pages::{self, PageQuery};
@@ -47,6 +48,8 @@ pub(super) struct SessionPlan {
     storage_binding_id: Option<String>,
     sealed_secrets: Option<String>,
     sealed_llm_api_key: Option<String>,
+    /// The manifest's `sandbox.provider`, for a pre-warmed sandbox.
+    pub(super) sandbox_provider: Option<SandboxProvider>,
 }
 
 impl SessionPlan {
@@ -85,7 +88,7 @@ pub(crate) async fn create(
         let sandboxes = state.execution.sandboxes.clone();
         let warming = record.clone();
         tokio::spawn(async move {
-            if let Err(error) = sandboxes.ensure(&warming).await {
+            if let Err(error) = sandboxes.ensure(&warming, plan.sandbox_provider).await {
                 tracing::warn!(session.id = %warming.id, "could not pre-warm the session's sandbox: {error}");
             }
         });
@@ -220,7 +223,7 @@ pub(super) async fn plan_session(
                 tracing::info!(session.id = %id, names = ?undeclared, "session secrets not declared in sandbox.secrets will not reach the sandbox");
             }
             let plaintext = serde_json::to_vec(&secrets).map_err(anyhow::Error::from)?;
-            Some(state.master_key.seal(&secrets_seal_context(&caller.org_id, &id), &plaintext))
+            Some(state.master_key.seal(&session_secrets_seal_context(&caller.org_id, &id), &plaintext))
         }
         None => None,
     };
@@ -245,17 +248,8 @@ pub(super) async fn plan_session(
         storage_binding_id: request.storage_binding_id,
         sealed_secrets,
         sealed_llm_api_key,
+        sandbox_provider: manifest.sandbox.provider,
     })
-}
-
-/// The context a session's secrets (a JSON object) are sealed for.
-pub(crate) fn secrets_seal_context(org_id: &str, session_id: &str) -> String {
-    format!("session-secrets:{org_id}:{session_id}")
-}
-
-/// The context a session's LLM key is sealed for.
-pub(crate) fn llm_api_key_seal_context(org_id: &str, session_id: &str) -> String {
-    format!("session-llm-api-key:{org_id}:{session_id}")
 }
 
 pub(super) fn session(record: SessionRecord) -> Session {
