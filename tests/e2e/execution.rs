@@ -403,3 +403,17 @@ async fn a_runtime_that_never_gets_healthy_or_answers_too_late_fails_the_message
     let next = send(&control, &session_id, "still there?").await;
     assert_eq!(reply(&finished(&control, &session_id, &next).await), "echo: still there? (turn 1)");
 }
+
+#[tokio::test]
+async fn a_prewarmed_session_has_its_sandbox_before_its_first_message() {
+    let control = ControlServer::builder(Engine::Sqlite).workers(4).args(["--prewarm-sandboxes"]).start().await;
+    let agent = deploy_echo_agent(&control).await;
+    let session_id = new_session(&control, &agent).await;
+    let ready = wait_for_event(&control, &session_id, |event| event["type"] == "sandbox.status_changed").await;
+    assert_eq!(ready["data"]["status"], "ready", "{ready}");
+    assert_eq!(ready["sequence_number"], 1, "the sandbox came up before any message: {ready}");
+    let message = send(&control, &session_id, "warm?").await;
+    assert_eq!(reply(&finished(&control, &session_id, &message).await), "echo: warm? (turn 1)");
+    let types = event_types(&control, &session_id).await;
+    assert_eq!(types.iter().filter(|kind| *kind == "sandbox.status_changed").count(), 1, "one sandbox: {types:?}");
+}
