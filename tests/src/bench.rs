@@ -12,9 +12,12 @@ pub mod daemon;
 pub mod floor;
 pub mod grep;
 pub mod round_trip;
+pub mod sessions;
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
