@@ -92,6 +92,10 @@ async fn run(config: &BenchConfig) -> anyhow::Result<()> {
         Some(url) => engines.push(Engine::Postgres(url.clone())),
         None => eprintln!("PostgreSQL not configured (--postgres or {ENV_TEST_POSTGRES_URL}): measuring SQLite only"),
     }
+    // `DARI_LOG` set for the benchmark reaches the servers, whose logs are then kept (to see
+    // where a turn's time goes: `DARI_LOG=warn,sqlx=debug,dari_control=debug`).
+    let kept_log = std::env::var("DARI_LOG").ok().filter(|filter| !filter.is_empty());
+    let log_filter = kept_log.clone().unwrap_or_else(|| "warn".to_owned());
     let mut table = Table::default();
     let mut notes = Vec::new();
     for engine in engines {
@@ -101,13 +105,19 @@ async fn run(config: &BenchConfig) -> anyhow::Result<()> {
             .sandboxd(&sandboxd)
             .workers(256)
             .args(["--prewarm-sandboxes"])
-            .log_filter("warn")
+            .log_filter(&log_filter)
             .start()
             .await;
         let published = control.publish_archive(&control.api_key, &archive).await;
         let agent_id = published["agent_id"].as_str().context("the publish returned no agent id")?.to_owned();
         let times = sessions::measure(&control, &agent_id, &sandboxd, &config.sessions).await?;
         add_rows(&mut table, &engine, &times, &config.sessions);
+        if kept_log.is_some() {
+            let path = dirs.target_dir.join(format!("bench-data/bench_sessions-{}.log", engine.name()));
+            std::fs::create_dir_all(dirs.target_dir.join("bench-data")).context("create bench-data")?;
+            std::fs::write(&path, control.log()).with_context(|| format!("write {}", path.display()))?;
+            notes.push(format!("{}: the server's log (DARI_LOG={log_filter}) is in {}", engine.name(), path.display()));
+        }
         let warnings = control.unexpected_warnings(&[]);
         if !warnings.is_empty() {
             notes.push(format!(
