@@ -140,8 +140,7 @@ async fn message_overhead(
     let mut stream = api.stream(&session_id).await?;
     // The first turn starts the runtime server, which then writes its port.
     for _ in 0..warmup.max(1) {
-        let message_id = api.send(&session_id, "warm-up").await?;
-        wait_for_turn(&mut stream, &message_id).await?;
+        api.turn(&session_id, &mut stream, "warm-up").await?;
     }
     let runtime = Runtime::of_session(workspaces, &session_id)?;
     for turn in 0..warmup {
@@ -151,8 +150,7 @@ async fn message_overhead(
     let mut direct = Samples::default();
     for turn in 0..messages {
         let started = Instant::now();
-        let message_id = api.send(&session_id, "ping").await?;
-        wait_for_turn(&mut stream, &message_id).await?;
+        api.turn(&session_id, &mut stream, "ping").await?;
         platform.push(started.elapsed());
 
         let started = Instant::now();
@@ -200,8 +198,7 @@ async fn throughput(
             let api = api.clone();
             clients.spawn(async move {
                 for _ in 0..batch_turns {
-                    let message_id = api.send(&session_id, "ping").await?;
-                    wait_for_turn(&mut stream, &message_id).await?;
+                    api.turn(&session_id, &mut stream, "ping").await?;
                 }
                 anyhow::Ok((session_id, stream))
             });
@@ -225,8 +222,7 @@ async fn set_up_sessions(api: &Api, agent_id: &str, sessions: usize) -> anyhow::
             let _slot = slots.acquire().await.context("a set-up slot")?;
             let session_id = api.create_session(&agent_id).await?;
             let mut stream = api.stream(&session_id).await?;
-            let message_id = api.send(&session_id, "warm-up").await?;
-            wait_for_turn(&mut stream, &message_id).await?;
+            api.turn(&session_id, &mut stream, "warm-up").await?;
             anyhow::Ok((session_id, stream))
         });
     }
@@ -295,6 +291,12 @@ impl Api {
     async fn create_session(&self, agent_id: &str) -> anyhow::Result<String> {
         let session = self.post(&format!("/v1/agents/{agent_id}/sessions"), &json!({})).await?;
         session["id"].as_str().map(str::to_owned).context("the session has no id")
+    }
+
+    /// Sends a text message and waits for its completion on the session's stream.
+    async fn turn(&self, session_id: &str, stream: &mut SseReader, text: &str) -> anyhow::Result<()> {
+        let message_id = self.send(session_id, text).await?;
+        wait_for_turn(stream, &message_id).await
     }
 
     /// Sends a text message and returns its id.

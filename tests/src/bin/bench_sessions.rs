@@ -152,9 +152,7 @@ fn add_rows(table: &mut Table, engine: &Engine, times: &SessionTimes, config: &S
     for (label, value, reference) in
         [("p50", times.ready.p50(), times.spawn.p50()), ("p99", times.ready.p99(), times.spawn.p99())]
     {
-        let target = (label == "p50")
-            .then(|| format!(" (target < {}: {})", format_duration(READY_TARGET), verdict(value < READY_TARGET)))
-            .unwrap_or_default();
+        let target = target_note(label == "p50", READY_TARGET, value < READY_TARGET);
         table.push(
             format!("{name}: session create → sandbox ready, {label} (n={})", times.ready.len()),
             format_duration(value),
@@ -166,11 +164,7 @@ fn add_rows(table: &mut Table, engine: &Engine, times: &SessionTimes, config: &S
         [("p50", times.turn.p50(), times.direct.p50()), ("p99", times.turn.p99(), times.direct.p99())]
     {
         let overhead = value.saturating_sub(reference);
-        let target = (label == "p50")
-            .then(|| {
-                format!(" (target < {}: {})", format_duration(OVERHEAD_TARGET), verdict(overhead < OVERHEAD_TARGET))
-            })
-            .unwrap_or_default();
+        let target = target_note(label == "p50", OVERHEAD_TARGET, overhead < OVERHEAD_TARGET);
         table.push(
             format!("{name}: message → completed on the stream, {label} (n={})", times.turn.len()),
             format_duration(value),
@@ -179,17 +173,22 @@ fn add_rows(table: &mut Table, engine: &Engine, times: &SessionTimes, config: &S
         );
     }
     let (platform, direct) = (times.load.per_second(), times.direct_load.per_second());
-    let target = matches!(engine, Engine::Sqlite)
-        .then(|| {
-            format!(" (target ≥ {TURNS_PER_SECOND_TARGET:.0}/s: {})", verdict(platform >= TURNS_PER_SECOND_TARGET))
-        })
-        .unwrap_or_default();
+    let target = if matches!(engine, Engine::Sqlite) {
+        format!(" (target ≥ {TURNS_PER_SECOND_TARGET:.0}/s: {})", verdict(platform >= TURNS_PER_SECOND_TARGET))
+    } else {
+        String::new()
+    };
     table.push(
         format!("{name}: turns/s, {} sessions × {} turns", config.concurrent_sessions, config.turns),
         format!("{platform:.0}/s"),
         format!("{} advances at once to one runtime: {direct:.0}/s", config.concurrent_sessions),
         format!("{:.2}x{target}", platform / direct.max(1e-9)),
     );
+}
+
+/// " (target < T: met)" on the row that has a target.
+fn target_note(has_target: bool, target: Duration, met: bool) -> String {
+    if has_target { format!(" (target < {}: {})", format_duration(target), verdict(met)) } else { String::new() }
 }
 
 fn ratio(value: Duration, reference: Duration) -> String {
