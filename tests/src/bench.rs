@@ -1,4 +1,5 @@
-//! Benchmarks of sandboxd, run by `cargo run --release -p dari-tests --bin bench_sandboxd`.
+//! The benchmarks (`docs/benchmarks.md`): sandboxd's (`bench_sandboxd`), the API's (`bench_api`)
+//! and sessions that run (`bench_sessions`), each run by `cargo run --release -p dari-tests --bin NAME`.
 //!
 //! These machines are noisy, so no figure is printed alone: each one stands beside a reference
 //! measured in the same run (a loopback WebSocket echo, a direct process spawn, the `rg` binary),
@@ -11,9 +12,12 @@ pub mod daemon;
 pub mod floor;
 pub mod grep;
 pub mod round_trip;
+pub mod sessions;
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -64,6 +68,67 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command 
     let mut command = tokio::process::Command::new(program);
     command.stdin(std::process::Stdio::null()).kill_on_drop(true);
     command
+}
+
+/// The runtime a benchmark's `run` needs.
+#[derive(Clone, Copy, Debug)]
+pub enum Flavor {
+    /// One thread: the benchmark stays off the CPU the measured process runs on.
+    CurrentThread,
+    /// Many clients at once.
+    MultiThread,
+}
+
+/// A benchmark binary's `main`: `parsed` is its arguments (`None` when help was asked for, an
+/// error for bad usage), `run` the benchmark. Maps the outcome to the exit codes every benchmark
+/// documents: 0 printed, 1 a benchmark could not run, 2 bad usage.
+pub fn main<C, F>(
+    about: &str,
+    usage: &str,
+    parsed: Result<Option<C>, String>,
+    flavor: Flavor,
+    run: impl FnOnce(C) -> F,
+) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let config = match parsed {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            println!("{about}\n{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("{message}\n{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = match flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A count given on the command line: a positive number.
+pub fn parse_count(flag: &str, text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|count| *count > 0)
+        .ok_or_else(|| format!("{flag} {text:?}: not a positive number"))
 }
 
 /// A duration the way people read it: µs below a millisecond, ms below a second.

@@ -89,6 +89,8 @@ pub struct ControlServerBuilder {
     root_certificate: Option<reqwest::Certificate>,
     /// Another `dari` binary than the workspace's (the benchmarks build their own).
     program: Option<PathBuf>,
+    /// Another `sandboxd` than the one the harness builds (`--sandboxd`).
+    sandboxd: Option<PathBuf>,
     log_filter: String,
     /// `--workers`: 0 unless a test runs messages.
     workers: usize,
@@ -110,6 +112,12 @@ impl ControlServerBuilder {
     /// Runs this `dari` binary instead of the one the harness builds.
     pub fn program(mut self, program: &std::path::Path) -> ControlServerBuilder {
         self.program = Some(program.to_owned());
+        self
+    }
+
+    /// Runs sandboxes with this `sandboxd` instead of the one the harness builds.
+    pub fn sandboxd(mut self, sandboxd: &std::path::Path) -> ControlServerBuilder {
+        self.sandboxd = Some(sandboxd.to_owned());
         self
     }
 
@@ -153,14 +161,15 @@ impl ControlServerBuilder {
     }
 
     async fn start_on(self, data_dir: tempfile::TempDir, database_url: Option<String>) -> ControlServer {
-        let ControlServerBuilder { engine, args, root_certificate, program, log_filter, workers, listen } = self;
+        let ControlServerBuilder { engine, args, root_certificate, program, sandboxd, log_filter, workers, listen } =
+            self;
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open the server log");
         #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.
         let mut command = tokio::process::Command::new(program.unwrap_or_else(|| binary("dari")));
         command
             .args(["server", "--listen", &listen, "--workers", &workers.to_string(), "--sandboxd"])
-            .arg(binary("sandboxd"))
+            .arg(sandboxd.unwrap_or_else(|| binary("sandboxd")))
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(&args)
@@ -212,6 +221,7 @@ impl ControlServer {
             args: Vec::new(),
             root_certificate: None,
             program: None,
+            sandboxd: None,
             log_filter: "info,dari_control=debug".to_owned(),
             workers: 0,
             listen: "127.0.0.1:0".to_owned(),

@@ -40,14 +40,25 @@ impl SseReader {
 
     /// The next message, keep-alives included; `None` when the server ended the stream.
     pub async fn next_message(&mut self) -> Option<SseMessage> {
+        self.try_next_message(PATIENCE).await.expect("read the stream in time")
+    }
+
+    /// The next message, keep-alives included, or why none came within `patience` (for the
+    /// benchmarks, which report rather than panic); `None` when the server ended the stream.
+    pub async fn try_next_message(&mut self, patience: Duration) -> anyhow::Result<Option<SseMessage>> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
-                return Some(parse(&block));
+                return Ok(Some(parse(&block)));
             }
-            let chunk = tokio::time::timeout(PATIENCE, self.body.next()).await.expect("the stream sends in time")?;
-            let chunk = chunk.expect("read the stream");
-            self.buffer.push_str(std::str::from_utf8(&chunk).expect("the stream is UTF-8"));
+            let Some(chunk) = tokio::time::timeout(patience, self.body.next())
+                .await
+                .map_err(|_| anyhow::anyhow!("the stream sent nothing for {patience:?}"))?
+            else {
+                return Ok(None);
+            };
+            let chunk = chunk.map_err(|error| anyhow::anyhow!("read the stream: {error}"))?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).map_err(|_| anyhow::anyhow!("the stream is not UTF-8"))?);
             // Lines may end with \r\n; fold them so that one separator rule holds.
             if self.buffer.contains('\r') {
                 self.buffer = self.buffer.replace("\r\n", "\n");
@@ -57,10 +68,15 @@ impl SseReader {
 
     /// The next message that is an event (keep-alives skipped).
     pub async fn next_event(&mut self) -> Option<SseMessage> {
+        self.try_next_event(PATIENCE).await.expect("read the stream in time")
+    }
+
+    /// The next event, as [`SseReader::try_next_message`] reads messages.
+    pub async fn try_next_event(&mut self, patience: Duration) -> anyhow::Result<Option<SseMessage>> {
         loop {
-            let message = self.next_message().await?;
+            let Some(message) = self.try_next_message(patience).await? else { return Ok(None) };
             if message.event.is_some() || !message.data.is_empty() {
-                return Some(message);
+                return Ok(Some(message));
             }
         }
     }

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use dari_bundle::{BundleLimits, pack, select_files};
 use dari_tests::bench::api::{self, ApiTimes};
-use dari_tests::bench::{BuildDirs, RunInfo, Samples, Table, format_duration};
+use dari_tests::bench::{self, BuildDirs, Flavor, RunInfo, Samples, Table, format_duration, parse_count};
 use dari_tests::binaries::build_dari;
 use dari_tests::control::{ControlServer, ENV_TEST_POSTGRES_URL, Engine};
 use dari_tests::workspace_root;
@@ -35,31 +35,10 @@ struct BenchConfig {
 }
 
 fn main() -> ExitCode {
-    let config = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(config)) => config,
-        Ok(None) => {
-            println!("Benchmarks the control plane's API beside /healthz in the same run.\n{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("{message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(&config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(1)
-        }
-    }
+    let about = "Benchmarks the control plane's API beside /healthz in the same run.";
+    bench::main(about, USAGE, parse_args(std::env::args().skip(1)), Flavor::MultiThread, |config| async move {
+        run(&config).await
+    })
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<BenchConfig>, String> {
@@ -68,18 +47,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<BenchConf
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "--iterations" => config.iterations = parse_count(&value("--iterations")?)?,
-            "--concurrency" => config.concurrency = parse_count(&value("--concurrency")?)?,
+            "--iterations" => config.iterations = parse_count("--iterations", &value("--iterations")?)?,
+            "--concurrency" => config.concurrency = parse_count("--concurrency", &value("--concurrency")?)?,
             "--postgres" => config.postgres = Some(value("--postgres")?),
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     Ok(Some(config))
-}
-
-fn parse_count(text: &str) -> Result<usize, String> {
-    text.parse::<usize>().ok().filter(|count| *count > 0).ok_or_else(|| format!("{text:?} is not a positive number"))
 }
 
 async fn run(config: &BenchConfig) -> anyhow::Result<()> {

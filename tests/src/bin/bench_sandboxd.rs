@@ -24,7 +24,7 @@ use dari_tests::bench::control::BenchControl;
 use dari_tests::bench::daemon::{self, BinarySize, Startup};
 use dari_tests::bench::grep::{self, GrepTimes, Tree};
 use dari_tests::bench::round_trip::{self, RoundTrips};
-use dari_tests::bench::{BuildDirs, RunInfo, Table, format_duration, format_mib, verdict};
+use dari_tests::bench::{self, BuildDirs, Flavor, RunInfo, Table, format_duration, format_mib, parse_count, verdict};
 use dari_tests::binaries::SANDBOXD_PROFILE;
 use dari_tests::workspace_root;
 
@@ -51,31 +51,10 @@ struct BenchConfig {
 }
 
 fn main() -> ExitCode {
-    let config = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(config)) => config,
-        Ok(None) => {
-            println!("Benchmarks sandboxd against references measured in the same run.\n{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("{message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(&config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(1)
-        }
-    }
+    let about = "Benchmarks sandboxd against references measured in the same run.";
+    bench::main(about, USAGE, parse_args(std::env::args().skip(1)), Flavor::CurrentThread, |config| async move {
+        run(&config).await
+    })
 }
 
 /// The configuration, or `None` when help was asked for.
@@ -94,8 +73,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<BenchConf
             other => return Err(format!("unknown argument {other:?}")),
         };
         let value = args.next().ok_or_else(|| format!("{flag} needs a number"))?;
-        *slot =
-            value.parse().ok().filter(|&count| count > 0).ok_or_else(|| format!("{flag} {value:?}: not a count"))?;
+        *slot = parse_count(&flag, &value)?;
     }
     Ok(Some(config))
 }
