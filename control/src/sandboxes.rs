@@ -23,7 +23,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use dari_protocol::link::{Operation, Outcome};
 use dari_protocol::manifest::SandboxProvider as ManifestProvider;
 use serde_json::json;
@@ -404,11 +403,6 @@ impl Sandboxes {
         };
         let teardowns = live.iter().map(|record| self.teardown(record, "control plane shut down", false));
         futures_util::future::join_all(teardowns).await;
-    }
-
-    /// Notes a sandbox's use, for the idle timeout.
-    pub async fn touch(&self, record: &SandboxRecord) -> anyhow::Result<()> {
-        self.inner.store.touch_sandbox(&record.id).await.context("note the sandbox's use")
     }
 }
 

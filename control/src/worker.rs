@@ -203,13 +203,9 @@ impl Worker {
             };
             let result = match &manifest.harness {
                 Harness::CustomRuntimeServer(spec) => {
+                    // The sandbox's idle clock restarts when the turn's outcome is committed.
                     match self.inner.sandboxes.ensure(&claimed.session, manifest.sandbox.provider).await {
-                        Ok(sandbox) => {
-                            let _ = self.inner.sandboxes.touch(&sandbox.record).await;
-                            let result = self.inner.custom_runtime.run_turn(&context, spec, manifest, &sandbox).await;
-                            let _ = self.inner.sandboxes.touch(&sandbox.record).await;
-                            result
-                        }
+                        Ok(sandbox) => self.inner.custom_runtime.run_turn(&context, spec, manifest, &sandbox).await,
                         Err(error) => Err(TurnFailure::Retryable(error.0)),
                     }
                 }

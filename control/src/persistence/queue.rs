@@ -331,6 +331,8 @@ async fn check_lease(tx: &mut Tx, owner: &str, message: &MessageRecord) -> Resul
     Ok(())
 }
 
+/// Records the turn's output and ends its lease; the session's sandbox was used until now, which
+/// is where its idle timeout starts.
 async fn write_output(tx: &mut Tx, message: &MessageRecord) -> anyhow::Result<()> {
     sqlx::query("UPDATE messages SET output = $1, lease_owner = NULL, lease_expires_at = NULL WHERE id = $2")
         .bind(message.output.to_string())
@@ -338,6 +340,12 @@ async fn write_output(tx: &mut Tx, message: &MessageRecord) -> anyhow::Result<()
         .execute(&mut **tx)
         .await
         .context("record the message's output")?;
+    sqlx::query("UPDATE sandboxes SET last_used_at = $1 WHERE session_id = $2 AND status = 'ready'")
+        .bind(now_millis())
+        .bind(&message.session_id)
+        .execute(&mut **tx)
+        .await
+        .context("note the sandbox's use")?;
     Ok(())
 }
 

@@ -181,17 +181,6 @@ impl Store {
         Ok(Some(locked.session.last_event_sequence))
     }
 
-    /// Notes that a sandbox was used now, for the idle timeout.
-    pub async fn touch_sandbox(&self, sandbox_id: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE sandboxes SET last_used_at = $1 WHERE id = $2")
-            .bind(now_millis())
-            .bind(sandbox_id)
-            .execute(self.writer())
-            .await
-            .context("note the sandbox's use")?;
-        Ok(())
-    }
-
     /// The session's live sandbox, if it has one.
     pub async fn live_sandbox(&self, session_id: &str) -> anyhow::Result<Option<SandboxRecord>> {
         sqlx::query(&format!("SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE session_id = $1 AND status IN {LIVE}"))
