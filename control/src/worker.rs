@@ -25,7 +25,7 @@ use crate::harness::custom_runtime::{CustomRuntimeHarness, RuntimeLimits};
 use crate::harness::secrets::SandboxSecrets;
 use crate::harness::{TurnContext, TurnFailure};
 use crate::ids::new_id;
-use crate::persistence::{ClaimedMessage, LedgerError, Store, TurnError, TurnOutcome, VersionRecord};
+use crate::persistence::{ClaimedMessage, LedgerError, SessionStatus, Store, TurnError, TurnOutcome, VersionRecord};
 use crate::sandboxes::Sandboxes;
 
 /// How many attempts a message gets when its sandbox keeps failing under it.
@@ -192,6 +192,13 @@ impl Worker {
             TurnError::new("internal_error", format!("read the session's version: {error:#}"), Value::Null)
         })?;
         let (version, manifest) = (&version.0, &version.1);
+        if claimed.session.status == SessionStatus::Completed {
+            return Err(TurnError::new(
+                "session_completed",
+                "the agent completed the session before this message's turn; start a new session",
+                Value::Null,
+            ));
+        }
         let mut attempt = claimed.message.attempt;
         loop {
             let context = TurnContext {

@@ -163,8 +163,12 @@ async fn runtime_events_are_namespaced_and_complete_session_ends_the_session() {
     let control = ControlServer::builder(Engine::Sqlite).workers(4).start().await;
     let agent = deploy_test_runtime(&control).await;
     let session_id = new_session(&control, &agent).await;
-    let message = send(&control, &session_id, "events").await;
+    let message = send(&control, &session_id, "events 1000").await;
+    // Accepted while the session was still running: it fails once the agent has ended the session.
+    let late = send(&control, &session_id, "too late").await;
     assert_eq!(reply(&finished(&control, &session_id, &message).await), "bye");
+    let late = finished(&control, &session_id, &late).await;
+    assert_eq!(late["output"]["error"]["type"], "session_completed", "{late}");
     let types = event_types(&control, &session_id).await;
     let note = types.iter().position(|kind| kind == "runtime.note").expect("runtime.note recorded");
     assert_eq!(types[note + 1], "runtime.progress.done");
