@@ -35,9 +35,10 @@ fn tool_text(outcome: &Outcome) -> String {
 }
 
 /// A command that reports `started`, appends a line to `runs`, waits until `go` exists, says so
-/// and appends to `finished` before it ends.
-const GATED: &str =
-    "echo started; echo ran >> runs; while [ ! -e go ]; do sleep 0.02; done; echo finished; echo done >> finished";
+/// and appends to `finished` before it ends. It gives up waiting after 30 s, so that the copy a
+/// test leaves behind (a killed daemon's orphan, a request never released) does not run forever.
+const GATED: &str = "echo started; echo ran >> runs; n=0; while [ ! -e go ] && [ $n -lt 1500 ]; do sleep 0.02; n=$((n+1)); done; \
+     echo finished; echo done >> finished";
 
 fn lines_of(path: &Path) -> usize {
     std::fs::read_to_string(path).expect("read the file").lines().count()
