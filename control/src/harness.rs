@@ -3,6 +3,7 @@
 //! this build yet, and its messages fail with a clear error.
 
 pub mod custom_runtime;
+pub mod pi;
 pub mod secrets;
 
 use crate::persistence::{ClaimedMessage, TurnError, VersionRecord};

@@ -1,0 +1,1 @@
+//! The system prompt and skills of a pi agent (being written).

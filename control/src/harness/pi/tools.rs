@@ -1,0 +1,1 @@
+//! The tools a pi agent offers its model (being written).
