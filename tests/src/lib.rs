@@ -9,6 +9,7 @@ pub mod claude_sdk;
 pub mod control;
 pub mod fake_anthropic;
 pub mod fake_control;
+pub mod fake_llm;
 pub mod hub_server;
 pub mod sse;
 pub mod txtar;
