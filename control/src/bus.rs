@@ -7,12 +7,27 @@
 //! another replica sharing the database reach this replica's streams through their periodic
 //! re-read (see docs/sessions.md).
 //!
+//! The bus also carries live events that are never stored: the model's text as it streams
+//! (`assistant.text_delta`). They go to the streams open in this process at that moment; a stream
+//! that lags behind drops them (the stored `assistant.step_completed` has the whole text).
+//!
 //! The bus also bounds how many streams are open, per organization and in total.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::watch;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+/// How many live events a slow stream may fall behind before it drops some.
+const LIVE_BACKLOG: usize = 256;
+
+/// An event for live views only: never stored, never resent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveEvent {
+    pub event_type: &'static str,
+    pub data: Value,
+}
 
 /// How many streams may be open at once.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +56,8 @@ pub enum SubscribeError {
 pub struct Subscription {
     /// Holds the last sequence number notified; `changed()` wakes the stream.
     pub receiver: watch::Receiver<i64>,
+    /// Live events of the session.
+    pub live: broadcast::Receiver<LiveEvent>,
     inner: Arc<Inner>,
     org_id: String,
     session_id: String,
@@ -55,9 +72,21 @@ struct Inner {
 #[derive(Debug, Default)]
 struct State {
     /// Sessions that at least one stream follows.
-    sessions: HashMap<String, watch::Sender<i64>>,
+    sessions: HashMap<String, SessionChannels>,
     streams_by_org: HashMap<String, usize>,
     streams: usize,
+}
+
+#[derive(Debug)]
+struct SessionChannels {
+    ledger: watch::Sender<i64>,
+    live: broadcast::Sender<LiveEvent>,
+}
+
+impl SessionChannels {
+    fn new() -> SessionChannels {
+        SessionChannels { ledger: watch::channel(0).0, live: broadcast::channel(LIVE_BACKLOG).0 }
+    }
 }
 
 impl EventBus {
@@ -68,17 +97,32 @@ impl EventBus {
     /// Says that `session_id`'s ledger now ends at `last_sequence`. Call it after the commit.
     pub fn notify(&self, session_id: &str, last_sequence: i64) {
         let mut state = self.inner.lock();
-        if let Some(sender) = state.sessions.get(session_id) {
-            if sender.receiver_count() == 0 {
+        if let Some(channels) = state.sessions.get(session_id) {
+            if channels.ledger.receiver_count() == 0 {
                 state.sessions.remove(session_id);
             } else {
-                sender.send_if_modified(|current| {
+                channels.ledger.send_if_modified(|current| {
                     let newer = last_sequence > *current;
                     *current = (*current).max(last_sequence);
                     newer
                 });
             }
         }
+    }
+
+    /// Sends a live event to the streams that follow `session_id` now.
+    pub fn publish_live(&self, session_id: &str, event: LiveEvent) {
+        let state = self.inner.lock();
+        if let Some(channels) = state.sessions.get(session_id) {
+            // No receiver is not an error: nobody watches live.
+            let _ = channels.live.send(event);
+        }
+    }
+
+    /// Publishes a piece of the model's text as `assistant.text_delta`.
+    pub fn live(&self, session_id: &str, message_id: &str, delta: &str) {
+        let data = serde_json::json!({"message_id": message_id, "delta": delta});
+        self.publish_live(session_id, LiveEvent { event_type: crate::persistence::event_type::ASSISTANT_TEXT_DELTA, data });
     }
 
     /// Opens a stream's place on `session_id`, within the limits.
@@ -94,9 +138,11 @@ impl EventBus {
         }
         state.streams += 1;
         state.streams_by_org.insert(org_id.to_owned(), org_streams + 1);
-        let receiver = state.sessions.entry(session_id.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe();
+        let channels = state.sessions.entry(session_id.to_owned()).or_insert_with(SessionChannels::new);
+        let (receiver, live) = (channels.ledger.subscribe(), channels.live.subscribe());
         Ok(Subscription {
             receiver,
+            live,
             inner: Arc::clone(&self.inner),
             org_id: org_id.to_owned(),
             session_id: session_id.to_owned(),
@@ -128,7 +174,7 @@ impl Drop for Subscription {
         }
         // This subscription's receiver is still alive here: it is the last one when the count is
         // one.
-        if state.sessions.get(&self.session_id).is_some_and(|sender| sender.receiver_count() <= 1) {
+        if state.sessions.get(&self.session_id).is_some_and(|channels| channels.ledger.receiver_count() <= 1) {
             state.sessions.remove(&self.session_id);
         }
     }

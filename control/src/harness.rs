@@ -1,12 +1,14 @@
 //! Harnesses: what a message does once a worker holds it. `customRuntimeServer` forwards it to
-//! the agent's own server in the sandbox; `pi` (the managed coding-agent loop) is not served by
-//! this build yet, and its messages fail with a clear error.
+//! the agent's own server in the sandbox; `pi` runs the managed coding-agent loop in the control
+//! plane, with the tools in the sandbox.
 
 pub mod custom_runtime;
+pub mod in_sandbox;
 pub mod pi;
 pub mod secrets;
 
-use crate::persistence::{ClaimedMessage, TurnError, VersionRecord};
+use crate::bus::EventBus;
+use crate::persistence::{ClaimedMessage, Store, TurnError, VersionRecord};
 use crate::sandboxes::Sandboxes;
 use secrets::SandboxSecrets;
 
@@ -18,8 +20,12 @@ pub struct TurnContext<'a> {
     /// The attempt this run is: the message's, raised by each retryable failure.
     pub attempt: i64,
     pub sandboxes: &'a Sandboxes,
-    /// Opens the secrets the version declares, when its runtime starts.
+    /// Opens the secrets the version declares, when its runtime starts, and the model's key.
     pub secrets: &'a SandboxSecrets,
+    pub store: &'a Store,
+    /// The worker's name on the message's lease: every step it commits checks it.
+    pub owner: &'a str,
+    pub bus: &'a EventBus,
 }
 
 /// Why a turn did not complete.
@@ -30,4 +36,7 @@ pub enum TurnFailure {
     /// Something outside the agent failed (its sandbox was lost): the turn is tried again, as the
     /// message's next attempt.
     Retryable(String),
+    /// The worker's lease on the message ended (another worker took it over): nothing more is
+    /// written.
+    LeaseLost(String),
 }

@@ -34,5 +34,6 @@ pub mod persistence;
 pub mod sandboxes;
 pub mod secrets;
 pub mod server;
+pub mod sync;
 pub mod worker;
 pub mod workspaces;

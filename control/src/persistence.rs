@@ -19,6 +19,7 @@
 
 mod agents;
 mod api_keys;
+mod conversation;
 mod credentials;
 mod files;
 mod ledger;
@@ -40,6 +41,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use agents::{AgentRecord, PublishError, PublishTarget, Published, VersionRecord, VersionSource};
 pub use api_keys::{ApiKeyRecord, AuthenticatedKey};
+pub use conversation::{CommittedStep, Step, StepEvent, StoredEntry};
 pub use credentials::CredentialRecord;
 pub use files::{FileBlock, FileRecord, FileReferenceError, NewFile, file_blob_key};
 pub use ledger::{Actor, EventRecord, LedgerError, event_id, event_type};

@@ -28,6 +28,7 @@ use dari_protocol::manifest::SandboxProvider as ManifestProvider;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::sync::lock;
 use crate::bus::EventBus;
 use crate::hub::{Hub, HubError};
 use crate::ids::new_id;
@@ -435,6 +436,3 @@ fn internal(error: anyhow::Error) -> SandboxError {
     SandboxError(format!("{error:#}"))
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}

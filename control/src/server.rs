@@ -7,6 +7,7 @@
 
 mod bootstrap;
 mod config;
+mod models;
 mod tls;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::blobs::LocalBlobStore;
+use crate::harness::pi::PiHarness;
 use crate::bus::EventBus;
 use crate::harness::secrets::SandboxSecrets;
 use crate::http::{self, ApiSettings, AppState};
@@ -83,8 +85,16 @@ impl Server {
             stream_poll_interval: config.stream_poll_interval,
         });
         let bus = EventBus::new(config.stream_limits);
-        let (sandboxes, worker) =
-            execution(&config.execution, &config.data_dir, &store, &bus, &master_key, local_addr, tls.is_some());
+        let (sandboxes, worker) = execution(
+            &config.execution,
+            &config.data_dir,
+            &store,
+            &bus,
+            &master_key,
+            blobs.clone(),
+            local_addr,
+            tls.is_some(),
+        )?;
         let adopted = sandboxes.adopt().await.context("adopt the sandboxes of an earlier run")?;
         if adopted > 0 {
             tracing::info!(adopted, "waiting for the sandboxes of an earlier run to dial in");
@@ -158,9 +168,10 @@ fn execution(
     store: &Store,
     bus: &EventBus,
     master_key: &MasterKey,
+    blobs: Arc<LocalBlobStore>,
     local_addr: SocketAddr,
     tls: bool,
-) -> (Sandboxes, Worker) {
+) -> anyhow::Result<(Sandboxes, Worker)> {
     let hub = Hub::new(HubSettings { lost_grace: config.lost_grace, ..HubSettings::default() });
     let provider =
         Arc::new(LocalProvider::new(config.sandboxd.clone(), data_dir.join("sandboxes"), config.sandbox_env.clone()));
@@ -177,8 +188,9 @@ fn execution(
         ..WorkerSettings::default()
     };
     let secrets = SandboxSecrets::new(store.clone(), master_key.clone());
-    let worker = Worker::new(store.clone(), sandboxes.clone(), bus.clone(), secrets, worker_settings);
-    (sandboxes, worker)
+    let pi = PiHarness::new(config.pi.clone(), blobs)?;
+    let worker = Worker::new(store.clone(), sandboxes.clone(), bus.clone(), secrets, pi, worker_settings);
+    Ok((sandboxes, worker))
 }
 
 /// Completes on SIGINT or SIGTERM.

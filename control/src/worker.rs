@@ -20,8 +20,10 @@ use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::sync::lock;
 use crate::bus::EventBus;
 use crate::harness::custom_runtime::{CustomRuntimeHarness, RuntimeLimits};
+use crate::harness::pi::PiHarness;
 use crate::harness::secrets::SandboxSecrets;
 use crate::harness::{TurnContext, TurnFailure};
 use crate::ids::new_id;
@@ -66,6 +68,7 @@ struct Inner {
     owner: String,
     wake: Arc<Notify>,
     custom_runtime: CustomRuntimeHarness,
+    pi: PiHarness,
     secrets: SandboxSecrets,
     /// Versions are immutable: their parsed manifests are kept.
     manifests: Mutex<HashMap<String, Arc<(VersionRecord, Manifest)>>>,
@@ -77,6 +80,7 @@ impl Worker {
         sandboxes: Sandboxes,
         bus: EventBus,
         secrets: SandboxSecrets,
+        pi: PiHarness,
         settings: WorkerSettings,
     ) -> Worker {
         Worker {
@@ -89,6 +93,7 @@ impl Worker {
                 owner: new_id("wrk"),
                 wake: Arc::new(Notify::new()),
                 custom_runtime: CustomRuntimeHarness::new(settings.runtime),
+                pi,
                 manifests: Mutex::new(HashMap::new()),
             }),
         }
@@ -173,7 +178,9 @@ impl Worker {
                 }
                 return;
             }
-            Some(Ok(outcome)) => store.complete_turn(owner, org_id, &message_id, &outcome).await,
+            // Parked (waiting for external tool results): the harness wrote all there was.
+            Some(Ok(None)) => return,
+            Some(Ok(Some(outcome))) => store.complete_turn(owner, org_id, &message_id, &outcome).await,
             Some(Err(error)) => {
                 tracing::info!(message_id, kind = %error.kind, "message failed: {}", error.message);
                 store.fail_turn(owner, org_id, &message_id, &error).await
@@ -187,7 +194,7 @@ impl Worker {
     }
 
     /// Runs the harness, attempt after attempt while failures are retryable.
-    async fn drive(&self, claimed: &ClaimedMessage) -> Result<TurnOutcome, TurnError> {
+    async fn drive(&self, claimed: &ClaimedMessage) -> Result<Option<TurnOutcome>, TurnError> {
         let version = self.version(claimed).await.map_err(|error| {
             TurnError::new("internal_error", format!("read the session's version: {error:#}"), Value::Null)
         })?;
@@ -200,6 +207,7 @@ impl Worker {
             ));
         }
         let mut attempt = claimed.message.attempt;
+        let mut sandbox_failures: i64 = 0;
         loop {
             let context = TurnContext {
                 claimed,
@@ -207,32 +215,44 @@ impl Worker {
                 attempt,
                 sandboxes: &self.inner.sandboxes,
                 secrets: &self.inner.secrets,
+                store: &self.inner.store,
+                owner: &self.inner.owner,
+                bus: &self.inner.bus,
             };
             let result = match &manifest.harness {
                 Harness::CustomRuntimeServer(spec) => {
                     // The sandbox's idle clock restarts when the turn's outcome is committed.
                     match self.inner.sandboxes.ensure(&claimed.session, manifest.sandbox.provider).await {
-                        Ok(sandbox) => self.inner.custom_runtime.run_turn(&context, spec, manifest, &sandbox).await,
+                        Ok(sandbox) => {
+                            self.inner.custom_runtime.run_turn(&context, spec, manifest, &sandbox).await.map(Some)
+                        }
                         Err(error) => Err(TurnFailure::Retryable(error.0)),
                     }
                 }
-                Harness::Pi => Err(TurnFailure::Final(TurnError::new(
-                    "harness_unavailable",
-                    "this server does not run the managed pi harness yet; deploy a customRuntimeServer agent",
-                    Value::Null,
-                ))),
+                Harness::Pi => self.inner.pi.run_turn(&context, manifest).await,
             };
             match result {
                 Ok(outcome) => return Ok(outcome),
                 Err(TurnFailure::Final(error)) => return Err(error),
-                Err(TurnFailure::Retryable(reason)) if attempt >= MAX_ATTEMPTS => {
+                Err(TurnFailure::LeaseLost(message_id)) => {
+                    return Err(TurnError::new(
+                        "lease_lost",
+                        format!("message {message_id} was taken over by another worker"),
+                        Value::Null,
+                    ));
+                }
+                Err(TurnFailure::Retryable(reason)) if sandbox_failures + 1 >= MAX_ATTEMPTS => {
                     return Err(TurnError::new(
                         "sandbox_lost",
-                        format!("the turn failed {attempt} times because its sandbox failed; the last time: {reason}"),
+                        format!(
+                            "the turn failed {} times because its sandbox failed; the last time: {reason}",
+                            sandbox_failures + 1
+                        ),
                         Value::Null,
                     ));
                 }
                 Err(TurnFailure::Retryable(reason)) => {
+                    sandbox_failures += 1;
                     tracing::warn!(message_id = %claimed.message.id, attempt, "retrying the turn: {reason}");
                     attempt = self
                         .inner
@@ -280,6 +300,3 @@ async fn renew_lease(worker: Worker, message_id: String, lost: CancellationToken
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}

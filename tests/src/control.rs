@@ -96,6 +96,9 @@ pub struct ControlServerBuilder {
     workers: usize,
     /// `--listen`: a free port unless a restart keeps the last one.
     listen: String,
+    /// Variables for the server besides the harness's own (the server starts with a clean
+    /// environment): platform model keys such as `OPENAI_API_KEY`.
+    env: Vec<(String, String)>,
 }
 
 impl ControlServerBuilder {
@@ -106,6 +109,12 @@ impl ControlServerBuilder {
         A: Into<OsString>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets a variable in the server's environment.
+    pub fn env(mut self, name: &str, value: &str) -> ControlServerBuilder {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -161,7 +170,7 @@ impl ControlServerBuilder {
     }
 
     async fn start_on(self, data_dir: tempfile::TempDir, database_url: Option<String>) -> ControlServer {
-        let ControlServerBuilder { engine, args, root_certificate, program, sandboxd, log_filter, workers, listen } =
+        let ControlServerBuilder { engine, args, root_certificate, program, sandboxd, log_filter, workers, listen, env } =
             self;
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open the server log");
@@ -184,6 +193,7 @@ impl ControlServerBuilder {
         if let Some(url) = &database_url {
             command.env("DATABASE_URL", url);
         }
+        command.envs(env);
         let mut child = command.spawn().expect("start dari server");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -225,6 +235,7 @@ impl ControlServer {
             log_filter: "info,dari_control=debug".to_owned(),
             workers: 0,
             listen: "127.0.0.1:0".to_owned(),
+            env: Vec::new(),
         }
     }
 

@@ -8,27 +8,20 @@
 //! control asks the same daemon the same question and gets the recorded answer, not a second
 //! advance.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dari_protocol::link::{AdvanceResponse, BundleMaterialize, Operation, Outcome, RuntimeStart, error_code};
+use dari_protocol::link::{AdvanceResponse, Operation, Outcome, RuntimeStart, error_code};
 use dari_protocol::manifest::{CustomRuntimeServer, Manifest, RUNTIME_PROTOCOL};
 use serde_json::{Map, Value, json};
 
 use super::secrets::SandboxSecretsError;
+use super::in_sandbox::{BUNDLE_DIR, PerBoot, materialize_bundle, request};
 use super::{TurnContext, TurnFailure};
-use crate::hub::HubError;
 use crate::ids::new_id;
 use crate::persistence::{StateChange, TurnError, TurnOutcome};
-use crate::sandboxes::{ReadySandbox, bundle_path};
+use crate::sandboxes::ReadySandbox;
 
-/// How long fetching and unpacking the bundle may take.
-const MATERIALIZE_TIMEOUT: Duration = Duration::from_secs(120);
-/// Beyond the daemon's own deadline, how long control waits for its answer.
-const LINK_MARGIN: Duration = Duration::from_secs(30);
-/// Where the bundle is unpacked, relative to the workspace.
-const BUNDLE_DIR: &str = ".dari/agent-resources/source-bundle";
 /// Limits on an answer (see the protocol page).
 const MAX_STATE_BYTES: usize = 1024 * 1024;
 const MAX_EVENTS: usize = 100;
@@ -53,13 +46,13 @@ impl Default for RuntimeLimits {
 #[derive(Debug, Default)]
 pub struct CustomRuntimeHarness {
     limits: RuntimeLimits,
-    /// sandbox id → the boot id of the daemon whose runtime server is started.
-    started: Mutex<HashMap<String, String>>,
+    /// The daemon boots whose runtime server is started.
+    started: PerBoot,
 }
 
 impl CustomRuntimeHarness {
     pub fn new(limits: RuntimeLimits) -> CustomRuntimeHarness {
-        CustomRuntimeHarness { limits, started: Mutex::new(HashMap::new()) }
+        CustomRuntimeHarness { limits, started: PerBoot::default() }
     }
 
     /// Runs one turn of `context`'s message in `sandbox`.
@@ -128,26 +121,10 @@ impl CustomRuntimeHarness {
         manifest: &Manifest,
         sandbox: &ReadySandbox,
     ) -> Result<(), TurnFailure> {
-        let sandbox_id = &sandbox.record.id;
-        if lock(&self.started).get(sandbox_id) == Some(&sandbox.boot_id) {
+        if self.started.is_done(sandbox) {
             return Ok(());
         }
-        let version = context.version;
-        let materialize = Operation::BundleMaterialize(BundleMaterialize {
-            url: bundle_path(sandbox_id),
-            sha256: version.archive_sha256.clone(),
-            size_bytes: u64::try_from(version.size_bytes).unwrap_or(0),
-        });
-        match request(context, sandbox, new_id("bundle"), materialize, MATERIALIZE_TIMEOUT).await? {
-            Outcome::Ok { .. } => {}
-            Outcome::Error { error } => {
-                return Err(TurnFailure::Final(TurnError::new(
-                    "sandbox_setup_failed",
-                    format!("materialize the source bundle: {}", error.message),
-                    error.details,
-                )));
-            }
-        }
+        materialize_bundle(context, sandbox).await?;
         let port = context.sandboxes.runtime_port(spec.port).map_err(|error| {
             TurnFailure::Final(TurnError::new(
                 "sandbox_setup_failed",
@@ -178,7 +155,7 @@ impl CustomRuntimeHarness {
         });
         match request(context, sandbox, new_id("start"), start, self.limits.start_timeout).await? {
             Outcome::Ok { .. } => {
-                lock(&self.started).insert(sandbox_id.clone(), sandbox.boot_id.clone());
+                self.started.mark_done(sandbox);
                 Ok(())
             }
             Outcome::Error { error } => Err(TurnFailure::Final(TurnError::new(
@@ -191,31 +168,7 @@ impl CustomRuntimeHarness {
 
     /// Forgets that a sandbox's server was started (it was torn down, or must start afresh).
     pub fn forget(&self, sandbox_id: &str) {
-        lock(&self.started).remove(sandbox_id);
-    }
-}
-
-/// Sends one request over the link and waits for its outcome; a lost link is retryable.
-async fn request(
-    context: &TurnContext<'_>,
-    sandbox: &ReadySandbox,
-    request_id: String,
-    op: Operation,
-    deadline: Duration,
-) -> Result<Outcome, TurnFailure> {
-    let hub = context.sandboxes.hub();
-    let sent = hub.request(&sandbox.record.id, request_id, op, None);
-    match tokio::time::timeout(deadline + LINK_MARGIN, sent).await {
-        Ok(Ok(outcome)) => Ok(outcome),
-        Ok(Err(error @ (HubError::Lost { .. } | HubError::Gone(_) | HubError::Unknown(_)))) => {
-            Err(TurnFailure::Retryable(error.to_string()))
-        }
-        Ok(Err(error)) => Err(TurnFailure::Final(TurnError::new("sandbox_error", error.to_string(), Value::Null))),
-        Err(_) => Err(TurnFailure::Retryable(format!(
-            "sandbox {} did not answer within {}",
-            sandbox.record.id,
-            humantime::format_duration(deadline + LINK_MARGIN)
-        ))),
+        self.started.forget(sandbox_id);
     }
 }
 
@@ -295,7 +248,7 @@ pub fn parse_answer(body: Value) -> Result<TurnOutcome, TurnError> {
         },
         Some(other) => return Err(bad(format!("action must be an object, not {}", kind_of(&other)))),
     };
-    Ok(TurnOutcome { text, state, events, complete_session })
+    Ok(TurnOutcome { text, state, events, complete_session, usage: None })
 }
 
 fn parse_events(events: Vec<Value>) -> Result<Vec<(String, Value)>, String> {
@@ -345,9 +298,6 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::persistence::{SessionRecord, Store};
-use crate::secrets::{MasterKey, credential_seal_context, session_secrets_seal_context};
+use crate::secrets::{MasterKey, credential_seal_context, llm_api_key_seal_context, session_secrets_seal_context};
 
 /// Opens the secrets that sandboxes are given.
 #[derive(Clone, Debug)]
@@ -83,8 +83,17 @@ impl SandboxSecrets {
             .map_err(|_| anyhow::anyhow!("the session's sealed secrets are not a JSON object of strings"))
     }
 
+    /// The session's own `llm_api_key`, opened: for model calls only, never for the sandbox.
+    pub async fn session_llm_api_key(&self, session: &SessionRecord) -> anyhow::Result<Option<String>> {
+        let Some((_, Some(sealed))) = self.store.sealed_session_secrets(&session.org_id, &session.id).await? else {
+            return Ok(None);
+        };
+        let plaintext = self.master_key.open(&llm_api_key_seal_context(&session.org_id, &session.id), &sealed)?;
+        String::from_utf8(plaintext).map(Some).map_err(|_| anyhow::anyhow!("the session's llm_api_key is not UTF-8"))
+    }
+
     /// The organization's credential `name`, opened.
-    async fn credential(&self, org_id: &str, name: &str) -> anyhow::Result<Option<String>> {
+    pub async fn credential(&self, org_id: &str, name: &str) -> anyhow::Result<Option<String>> {
         let Some(sealed) = self.store.sealed_credential(org_id, name).await? else { return Ok(None) };
         let plaintext = self.master_key.open(&credential_seal_context(org_id, name), &sealed)?;
         String::from_utf8(plaintext).map(Some).map_err(|_| anyhow::anyhow!("credential {name} is not UTF-8"))

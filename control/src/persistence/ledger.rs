@@ -26,6 +26,17 @@ pub mod event_type {
     pub const TOOL_CALL_COMPLETED: &str = "tool.call_completed";
     pub const TOOL_CALL_FAILED: &str = "tool.call_failed";
     pub const ASSISTANT_MESSAGE_COMPLETED: &str = "assistant.message_completed";
+    // Our additions (docs/pi-harness.md): the managed harness's steps.
+    /// A tool call the sandbox runs (built-in or `kind: main`) started.
+    pub const TOOL_CALL_STARTED: &str = "tool.call_started";
+    /// One model answer of a turn: its text and tool calls, usage and stop reason.
+    pub const ASSISTANT_STEP_COMPLETED: &str = "assistant.step_completed";
+    /// A model call failed in a way worth retrying; the next attempt waits `delay_ms`.
+    pub const ASSISTANT_RETRY_SCHEDULED: &str = "assistant.retry_scheduled";
+    /// The start of the conversation was summarised to fit the model's context window.
+    pub const SESSION_COMPACTED: &str = "session.compacted";
+    /// Text as the model writes it: only on live streams, never stored in the ledger.
+    pub const ASSISTANT_TEXT_DELTA: &str = "assistant.text_delta";
 }
 
 /// Who wrote an event: `source` is the kind of writer, `actor` the writer itself.

@@ -469,7 +469,7 @@ impl Store {
     }
 
     /// How many tool calls of a message were requested and not yet answered.
-    async fn open_tool_calls(&self, tx: &mut Tx, message: &MessageRecord) -> anyhow::Result<i64> {
+    pub(super) async fn open_tool_calls(&self, tx: &mut Tx, message: &MessageRecord) -> anyhow::Result<i64> {
         let row = sqlx::query(&format!(
             "SELECT COUNT(*) FROM events requested WHERE requested.session_id = $1 AND requested.message_id = $2 AND requested.type = $3
              AND NOT EXISTS (SELECT 1 FROM events answer WHERE answer.session_id = $1 AND answer.tool_call_id = requested.tool_call_id

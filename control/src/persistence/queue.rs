@@ -47,6 +47,8 @@ pub struct TurnOutcome {
     pub events: Vec<(String, Value)>,
     /// The agent ended the session after this turn.
     pub complete_session: bool,
+    /// The tokens the turn used (`output.usage`), when the harness counts them.
+    pub usage: Option<Value>,
 }
 
 /// Why a turn failed: `output.error` of the message.
@@ -87,7 +89,8 @@ impl Store {
         let now = now_millis();
         let candidates: Vec<(String, String)> = sqlx::query(
             "SELECT m.id, m.org_id FROM messages m
-             WHERE (m.status = 'queued' OR (m.status = 'running' AND m.lease_expires_at < $1))
+             WHERE (m.status = 'queued' OR (m.status = 'running' AND m.lease_expires_at < $1)
+                    OR (m.status = 'waiting_for_tool' AND m.wait_until < $1))
                AND (m.lease_expires_at IS NULL OR m.lease_expires_at < $1)
                AND NOT EXISTS (SELECT 1 FROM messages earlier WHERE earlier.session_id = m.session_id
                                AND earlier.sequence_number < m.sequence_number
@@ -126,7 +129,7 @@ impl Store {
         };
         let now = locked.now;
         let row = sqlx::query(
-            "SELECT lease_expires_at, (SELECT COUNT(*) FROM messages earlier WHERE earlier.session_id = $1
+            "SELECT lease_expires_at, wait_until, (SELECT COUNT(*) FROM messages earlier WHERE earlier.session_id = $1
                      AND earlier.sequence_number < $2 AND earlier.status IN ('queued', 'running', 'waiting_for_tool')) AS earlier
              FROM messages WHERE id = $3",
         )
@@ -138,8 +141,14 @@ impl Store {
         .context("check the message's lease")?;
         let lease_expires_at: Option<i64> = row.try_get("lease_expires_at")?;
         let earlier: i64 = row.try_get("earlier")?;
+        let wait_until: Option<i64> = row.try_get("wait_until")?;
         let lease_free = lease_expires_at.is_none_or(|expires| expires < now);
-        let claimable = matches!(message.status, MessageStatus::Queued | MessageStatus::Running);
+        let wait_over = wait_until.is_some_and(|until| until < now);
+        let claimable = match message.status {
+            MessageStatus::Queued | MessageStatus::Running => true,
+            MessageStatus::WaitingForTool => wait_over,
+            _ => false,
+        };
         if !lease_free || !claimable || earlier > 0 {
             return Ok(None);
         }
@@ -151,7 +160,7 @@ impl Store {
             .await
             .context("lease the message")?;
         let taken_over = message.status == MessageStatus::Running;
-        if message.status == MessageStatus::Queued {
+        if message.status != MessageStatus::Running {
             locked
                 .set_message_status(&mut tx, &mut message, MessageStatus::Running, None)
                 .await
@@ -218,6 +227,10 @@ impl Store {
         }
         let content: Vec<Value> =
             outcome.text.iter().map(|text| json!({"type": "text", "text": text})).collect::<Vec<_>>();
+        let mut data = json!({"message_id": message_id, "content": content.clone()});
+        if let Some(usage) = &outcome.usage {
+            data["usage"] = usage.clone();
+        }
         locked
             .append(
                 &mut tx,
@@ -225,12 +238,17 @@ impl Store {
                     message_id: Some(message_id),
                     event_type: event_type::ASSISTANT_MESSAGE_COMPLETED,
                     actor: &agent,
-                    data: json!({"message_id": message_id, "content": content}),
+                    data,
                     tool_call_id: None,
                 },
             )
             .await?;
-        message.output = json!({"parts": content, "error": null});
+        // A harness that records its steps (pi) has written the parts already.
+        let recorded = message.output.get("parts").and_then(Value::as_array).is_some_and(|parts| !parts.is_empty());
+        if !recorded {
+            message.output["parts"] = Value::Array(content);
+        }
+        message.output["error"] = Value::Null;
         write_output(&mut tx, &message).await?;
         match &outcome.state {
             StateChange::Keep => {}
@@ -318,7 +336,7 @@ impl Store {
 }
 
 /// Fails unless `owner` holds the running message's lease.
-async fn check_lease(tx: &mut Tx, owner: &str, message: &MessageRecord) -> Result<(), LedgerError> {
+pub(super) async fn check_lease(tx: &mut Tx, owner: &str, message: &MessageRecord) -> Result<(), LedgerError> {
     let row = sqlx::query("SELECT lease_owner FROM messages WHERE id = $1")
         .bind(&message.id)
         .fetch_one(&mut **tx)

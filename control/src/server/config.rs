@@ -9,7 +9,9 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::bus::StreamLimits;
+use super::models::ModelArgs;
 use crate::harness::custom_runtime::RuntimeLimits;
+use crate::harness::pi::settings::PiSettings;
 
 pub const ENV_LISTEN: &str = "DARI_LISTEN";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
@@ -128,6 +130,8 @@ pub struct ServerArgs {
     /// server's listen port on 127.0.0.1.
     #[arg(long, env = ENV_LINK_URL)]
     pub link_url: Option<String>,
+    #[command(flatten)]
+    pub models: ModelArgs,
 }
 
 /// The validated configuration.
@@ -162,6 +166,8 @@ pub struct ExecutionConfig {
     pub link_url: Option<String>,
     /// `--sandbox-env`: variables every local sandbox's daemon (and so each of its processes) gets.
     pub sandbox_env: BTreeMap<String, String>,
+    /// The managed pi harness: providers, keys, context windows, guards.
+    pub pi: PiSettings,
 }
 
 /// Where the certificate chain and its key are, as given; read when the server starts.
@@ -222,6 +228,7 @@ impl ServerConfig {
             prewarm: args.prewarm_sandboxes,
             link_url: args.link_url.map(|url| url.trim_end_matches('/').to_owned()),
             sandbox_env,
+            pi: args.models.settings(|name| std::env::var(name).ok())?,
         };
         Ok(ServerConfig {
             execution,

@@ -3,10 +3,17 @@
 //! pi accepts any path on the machine. We resolve like pi (a leading `@` dropped, Unicode spaces
 //! made plain, `~` meaning the workspace, relative paths against the workspace) and then refuse
 //! anything that lands outside the workspace once symlinks are followed.
+//!
+//! Models are told the workspace is `/workspace` (where a jailed or remote sandbox mounts it).
+//! Where it lives elsewhere (an unjailed local sandbox), `/workspace` and the paths under it
+//! still name the workspace.
 
 use std::path::{Component, Path, PathBuf};
 
 use super::ToolError;
+
+/// The workspace's path as models are told it.
+pub const MODEL_ROOT: &str = "/workspace";
 
 #[derive(Clone, Debug)]
 pub struct Workspace {
@@ -31,9 +38,11 @@ impl Workspace {
         if cleaned.contains('\0') {
             return Err(ToolError(format!("path {written:?} contains a NUL byte")));
         }
-        let joined = if cleaned.is_empty() || cleaned == "~" {
+        let joined = if cleaned.is_empty() || cleaned == "~" || cleaned == MODEL_ROOT {
             self.root.clone()
         } else if let Some(rest) = cleaned.strip_prefix("~/") {
+            self.root.join(rest)
+        } else if let Some(rest) = cleaned.strip_prefix(MODEL_ROOT).and_then(|rest| rest.strip_prefix('/')) {
             self.root.join(rest)
         } else {
             self.root.join(&cleaned)
@@ -120,6 +129,16 @@ mod tests {
         assert_eq!(workspace.resolve(""), Ok(root.clone()));
         assert_eq!(workspace.resolve(root.join("c").to_str().expect("utf-8")), Ok(root.join("c")));
         assert_eq!(workspace.resolve("my\u{00A0}file"), Ok(root.join("my file")));
+    }
+
+    #[test]
+    fn slash_workspace_names_the_workspace_wherever_it_lives() {
+        let (_dir, workspace) = workspace();
+        let root = workspace.root().to_path_buf();
+        assert_eq!(workspace.resolve("/workspace").expect("root"), root);
+        assert_eq!(workspace.resolve("/workspace/notes/a.txt").expect("inside"), root.join("notes/a.txt"));
+        assert!(workspace.resolve("/workspace/../etc/passwd").is_err(), "no escape through the alias");
+        assert!(workspace.resolve("/workspaces/x").is_err(), "only the exact prefix");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use dari_protocol::manifest::Manifest;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -76,6 +77,9 @@ pub(crate) async fn send(
                     ));
                 }
             };
+            if !is_error {
+                check_output_schema(&state, &caller, &session_id, tool_call_id, result).await?;
+            }
             let new = NewToolResult { message_id, tool_call_id, result, is_error, actor: &actor, idempotency };
             state.store.submit_tool_result(&caller.org_id, &session_id, &new).await
         }
@@ -245,4 +249,42 @@ fn required<'a>(value: Option<&'a str>, field: &str) -> ApiResult<&'a str> {
             "{field}: required for tool.result_submitted; copy it from the tool.call_requested event"
         ))
     })
+}
+
+/// A successful result must match the external tool's `output_schema`, when it has one.
+async fn check_output_schema(
+    state: &AppState,
+    caller: &Caller,
+    session_id: &str,
+    tool_call_id: &str,
+    result: &Value,
+) -> ApiResult<()> {
+    let Some(tool_name) = state.store.requested_tool_name(&caller.org_id, session_id, tool_call_id).await? else {
+        // The store explains a tool call it does not know.
+        return Ok(());
+    };
+    let Some(session) = state.store.session(&caller.org_id, session_id).await? else { return Ok(()) };
+    let Some(version) = state.store.version(&caller.org_id, &session.version_id).await? else { return Ok(()) };
+    let manifest: Manifest = serde_json::from_str(&version.manifest).map_err(anyhow::Error::from)?;
+    let Some(schema) = manifest.custom_tools.iter().find(|tool| tool.name == tool_name).and_then(|tool| tool.output_schema.as_ref())
+    else {
+        return Ok(());
+    };
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|error| anyhow::anyhow!("compile the output schema of tool {tool_name}: {error}"))?;
+    let problems: Vec<String> = validator
+        .iter_errors(result)
+        .take(10)
+        .map(|error| {
+            let path = error.instance_path().to_string();
+            format!("{}: {error}", if path.is_empty() { "result" } else { &path })
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(format!(
+        "result: does not match the output_schema of tool {tool_name}: {}; fix the result, or send is_error: true with a message",
+        problems.join("; ")
+    )))
 }

@@ -19,10 +19,11 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ErrorBody;
-use crate::bus::{SubscribeError, Subscription};
+use crate::bus::{LiveEvent, SubscribeError, Subscription};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiQuery, Caller};
@@ -83,8 +84,11 @@ pub(crate) async fn stream(
         shutdown: state.shutdown.clone(),
     };
     let events = futures_util::stream::unfold(follower, |mut follower| async move {
-        let record = follower.next_event().await?;
-        Some((Ok(sse_event(record)), follower))
+        let event = match follower.next_event().await? {
+            Next::Stored(record) => sse_event(record),
+            Next::Live(live) => live_sse_event(&follower.session_id, live),
+        };
+        Some((Ok(event), follower))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(state.settings.stream_keepalive).text("keepalive")))
 }
@@ -103,14 +107,21 @@ struct Follower {
     shutdown: CancellationToken,
 }
 
+/// What a stream sends next.
+enum Next {
+    Stored(EventRecord),
+    Live(LiveEvent),
+}
+
 impl Follower {
-    /// The next event of the ledger, waiting for it to be written; `None` ends the stream (the
-    /// server is shutting down, or the database failed: the client resumes from its last id).
-    async fn next_event(&mut self) -> Option<EventRecord> {
+    /// The next event of the ledger, waiting for it to be written, or a live event that came
+    /// meanwhile; `None` ends the stream (the server is shutting down, or the database failed:
+    /// the client resumes from its last id).
+    async fn next_event(&mut self) -> Option<Next> {
         loop {
             if let Some(record) = self.pending.pop_front() {
                 self.after = record.sequence_number;
-                return Some(record);
+                return Some(Next::Stored(record));
             }
             // Mark the news seen before reading: news that arrives after this line wakes the
             // wait below even if the read already returned its events.
@@ -134,10 +145,22 @@ impl Follower {
                         tokio::time::sleep(self.poll_interval).await;
                     }
                 }
+                live = self.subscription.live.recv() => match live {
+                    Ok(live) => return Some(Next::Live(live)),
+                    // Live events are best effort: a stream that fell behind skips some.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => tokio::time::sleep(self.poll_interval).await,
+                },
                 () = tokio::time::sleep(self.poll_interval) => {}
             }
         }
     }
+}
+
+/// A live event: no `id`, so that a client resuming with `Last-Event-ID` is not moved by it.
+fn live_sse_event(session_id: &str, live: LiveEvent) -> SseEvent {
+    let data = serde_json::json!({"session_id": session_id, "type": live.event_type, "data": live.data});
+    SseEvent::default().event(live.event_type).data(data.to_string())
 }
 
 fn sse_event(record: EventRecord) -> SseEvent {

@@ -21,7 +21,7 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::Caller;
 use crate::ids::{looks_like, prefix};
-use crate::persistence::SessionWorkspace;
+use crate::persistence::{SandboxStatus, SessionWorkspace};
 use crate::workspaces::{ARCHIVE_LIMITS, MAX_FILTERS, WorkspaceZipError, parse_filter, plan, write_zip};
 
 /// How much of the zip waits for a slow client: this many chunks of [`CHUNK_BYTES`].
@@ -47,6 +47,7 @@ pub(crate) async fn download_zip(
     if !looks_like(&session_id, prefix::SESSION) {
         return Err(session_not_found());
     }
+    refresh_live_workspace(&state, &caller.org_id, &session_id).await;
     let record = match state.store.session_workspace(&caller.org_id, &session_id).await? {
         SessionWorkspace::SessionNotFound => return Err(session_not_found()),
         SessionWorkspace::NotArchived => {
@@ -137,5 +138,20 @@ impl Write for BodyWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// A session whose sandbox is up on this server has its workspace archived first, so that the
+/// zip shows the workspace as it is now, not as the last idle teardown left it. A failure leaves
+/// the last archive to serve, and is logged.
+async fn refresh_live_workspace(state: &AppState, org_id: &str, session_id: &str) {
+    let Ok(Some(_)) = state.store.session(org_id, session_id).await else { return };
+    let Ok(Some(sandbox)) = state.store.live_sandbox(session_id).await else { return };
+    let sandboxes = &state.execution.sandboxes;
+    if sandbox.status != SandboxStatus::Ready || !sandboxes.hub().is_registered(&sandbox.id) {
+        return;
+    }
+    if let Err(error) = sandboxes.archive_workspace(&sandbox).await {
+        tracing::warn!(session.id = %session_id, "could not archive the live workspace for a download: {error:#}");
     }
 }
