@@ -3,7 +3,7 @@
 //! (`files/workspace_zip.rs`); HTTPS (`files/tls.rs`).
 
 mod tls;
-mod workspace_zip;
+pub(crate) mod workspace_zip;
 
 use dari_tests::binaries::dari_with_env;
 use dari_tests::control::{ControlServer, Engine, raw_http};

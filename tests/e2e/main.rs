@@ -15,6 +15,7 @@ mod hub;
 mod link;
 mod manifest_corpus;
 mod manifest_fuzz;
+mod pi;
 mod sandbox_secrets;
 mod sandbox_tokens;
 mod sessions;

@@ -90,10 +90,10 @@ impl PiHarness {
         let held = stored.into_iter().map(Held::from_stored).collect::<Result<Vec<_>, _>>()?;
         let system = system_prompt(&PromptInputs {
             instructions: &resources.instructions,
-            catalog: &resources.catalog,
+            tools: &resources.catalog,
             skills: &resources.skills,
             cwd: WORKSPACE_ROOT,
-            date: &today(),
+            date: &prompt::utc_date(std::time::SystemTime::now()),
         });
         let turn = Turn {
             harness: self,
@@ -132,9 +132,4 @@ impl PiHarness {
         cache.insert(version.id.clone(), loaded.clone());
         Ok(loaded)
     }
-}
-
-/// Today in UTC, `YYYY-MM-DD`, for the system prompt.
-fn today() -> String {
-    humantime::format_rfc3339(std::time::SystemTime::now()).to_string().chars().take(10).collect()
 }

@@ -34,7 +34,7 @@ fn workspace_archive(entries: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
 }
 
 /// The zip's (name, contents), in order.
-fn unzip(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn unzip(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).expect("a zip");
     (0..zip.len())
         .map(|index| {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dari_protocol::link::{CustomToolOutput, CustomToolRun, Operation, Outcome};
+use dari_protocol::manifest::ToolRuntime;
 use dari_protocol::tools::{ContentBlock, ToolResult};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
@@ -22,7 +23,7 @@ use super::PiHarness;
 use super::model::{ToolCall, ToolResultEntry};
 use super::resources::AgentResources;
 use super::steps::{self, CallKind};
-use super::tools::{CatalogKind, CatalogTool};
+use super::tools::{CatalogTool, CatalogToolKind};
 use super::turn::{Turn, internal, millis};
 use crate::harness::in_sandbox::{LINK_MARGIN, request};
 use crate::harness::{TurnContext, TurnFailure};
@@ -163,7 +164,7 @@ async fn collect_external(
             commit_finished(turn, call, finished, false).await?;
             continue;
         }
-        let timeout = tool.and_then(CatalogTool::external_timeout).unwrap_or(Duration::ZERO);
+        let timeout = external_timeout(tool).unwrap_or(Duration::ZERO);
         let deadline = requested_at + millis(timeout);
         if now >= deadline {
             let text = format!(
@@ -186,8 +187,8 @@ fn submitted_result(turn: &Turn<'_>, tool: Option<&CatalogTool>, call: &PendingC
     let result = data.get("result").cloned().unwrap_or(Value::Null);
     let is_error = data.get("is_error").and_then(Value::as_bool).unwrap_or(false);
     if !is_error
-        && let Some(tool) = tool
-        && let Err(problem) = tool.check_output(&result)
+        && tool.is_some()
+        && let Err(problem) = turn.resources.catalog.check_output(&call.name, &result)
     {
         return Finished::error(call, format!("The result of tool {} does not match its output schema: {problem}", call.name), Value::Null);
     }
@@ -241,9 +242,9 @@ impl Runner<'_> {
             Err(problem) => return Ok(Finished::error(call, problem, Value::Null)),
         };
         match &tool.kind {
-            CatalogKind::BuiltIn => self.run_built_in(call, arguments).await,
-            CatalogKind::Main { .. } => self.run_main(tool, call, arguments).await,
-            CatalogKind::External { .. } => Ok(Finished::error(call, "external tools are not run in the sandbox", Value::Null)),
+            CatalogToolKind::BuiltIn(_) => self.run_built_in(call, arguments).await,
+            CatalogToolKind::Main { .. } => self.run_main(tool, call, arguments).await,
+            CatalogToolKind::External { .. } => Ok(Finished::error(call, "external tools are not run in the sandbox", Value::Null)),
         }
     }
 
@@ -276,7 +277,7 @@ impl Runner<'_> {
     }
 
     async fn run_main(&self, tool: &CatalogTool, call: &PendingCall, input: Value) -> Result<Finished, TurnFailure> {
-        let CatalogKind::Main { runtime, handler, timeout, retry } = &tool.kind else {
+        let CatalogToolKind::Main { runtime, handler, timeout, retry } = &tool.kind else {
             return Ok(Finished::error(call, "not a main tool", Value::Null));
         };
         let mut attempt: u32 = 1;
@@ -284,7 +285,7 @@ impl Runner<'_> {
             let id = format!("{}:{}:{attempt}", self.context.claimed.message.id, call.id);
             let op = Operation::CustomToolRun(CustomToolRun {
                 name: call.name.clone(),
-                runtime: runtime.clone(),
+                runtime: runtime_name(*runtime).to_owned(),
                 handler_file: handler.file.clone(),
                 function: handler.function.clone(),
                 input: input.clone(),
@@ -293,12 +294,12 @@ impl Runner<'_> {
             let outcome = request(self.context, &self.sandbox, id, op, *timeout).await?;
             let failure = match outcome {
                 Outcome::Ok { value } => match serde_json::from_value::<CustomToolOutput>(value) {
-                    Ok(output) => return Ok(self.main_output(tool, call, output, attempt)),
+                    Ok(output) => return Ok(self.main_output(call, output, attempt)),
                     Err(error) => (format!("sandboxd's result does not parse: {error}"), Value::Null),
                 },
                 Outcome::Error { error } => (error.message, error.details),
             };
-            match retry.delay(attempt, None) {
+            match retry.delay_before(attempt + 1) {
                 Some(delay) => {
                     tracing::info!(tool = %call.name, attempt, "retrying a failed tool call: {}", failure.0);
                     tokio::time::sleep(delay).await;
@@ -316,9 +317,9 @@ impl Runner<'_> {
         }
     }
 
-    fn main_output(&self, tool: &CatalogTool, call: &PendingCall, output: CustomToolOutput, attempts: u32) -> Finished {
+    fn main_output(&self, call: &PendingCall, output: CustomToolOutput, attempts: u32) -> Finished {
         let details = json!({"logs": output.logs, "attempts": attempts});
-        if let Err(problem) = tool.check_output(&output.output) {
+        if let Err(problem) = self.resources.catalog.check_output(&call.name, &output.output) {
             return Finished::error(call, format!("Tool {} returned a result that does not match its output schema: {problem}", call.name), details);
         }
         let text = match &output.output {
@@ -346,6 +347,31 @@ impl Runner<'_> {
                 image => image,
             })
             .collect()
+    }
+}
+
+/// How a call of `name` runs, as events say it.
+pub fn kind_of(tool: Option<&CatalogTool>) -> CallKind {
+    match tool.map(|tool| &tool.kind) {
+        Some(CatalogToolKind::BuiltIn(_)) => CallKind::BuiltIn,
+        Some(CatalogToolKind::Main { .. }) => CallKind::Main,
+        Some(CatalogToolKind::External { .. }) => CallKind::External,
+        None => CallKind::Unknown,
+    }
+}
+
+/// How long the client has to answer a call of an external tool.
+pub fn external_timeout(tool: Option<&CatalogTool>) -> Option<Duration> {
+    match tool.map(|tool| &tool.kind) {
+        Some(CatalogToolKind::External { timeout }) => Some(*timeout),
+        _ => None,
+    }
+}
+
+fn runtime_name(runtime: ToolRuntime) -> &'static str {
+    match runtime {
+        ToolRuntime::Python => "python",
+        ToolRuntime::Typescript => "typescript",
     }
 }
 

@@ -298,14 +298,14 @@ impl Turn<'_> {
                 }
                 Err(error) if error.kind.is_retryable() => {
                     failures += 1;
-                    let Some(delay) = backoff.delay(failures, error.retry_after) else {
+                    let Some(delay) = backoff.delay_before(failures + 1, error.retry_after) else {
                         return Err(TurnFailure::Final(self.model_failure(&error, failures)));
                     };
                     self.attempt += 1;
                     let step = steps::retry_step(
                         &self.context.claimed.message.id,
                         self.attempt,
-                        backoff.max_attempts(),
+                        backoff.maximum_attempts,
                         u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                         &self.error_json(&error),
                     );
@@ -350,8 +350,8 @@ impl Turn<'_> {
             number,
             &answer,
             &self.usage,
-            |name| catalog.kind_of(name),
-            |name| catalog.external_timeout(name).map(|timeout| now + millis(timeout)),
+            |name| tool_calls::kind_of(catalog.get(name)),
+            |name| tool_calls::external_timeout(catalog.get(name)).map(|timeout| now + millis(timeout)),
         );
         self.commit(step, vec![Entry::Assistant(answer)]).await
     }
@@ -401,7 +401,7 @@ impl Turn<'_> {
 
     /// The kind of a tool name, for events.
     pub fn kind_of(&self, name: &str) -> CallKind {
-        self.resources.catalog.kind_of(name)
+        tool_calls::kind_of(self.resources.catalog.get(name))
     }
 }
 
