@@ -122,7 +122,10 @@ impl EventBus {
     /// Publishes a piece of the model's text as `assistant.text_delta`.
     pub fn live(&self, session_id: &str, message_id: &str, delta: &str) {
         let data = serde_json::json!({"message_id": message_id, "delta": delta});
-        self.publish_live(session_id, LiveEvent { event_type: crate::persistence::event_type::ASSISTANT_TEXT_DELTA, data });
+        self.publish_live(
+            session_id,
+            LiveEvent { event_type: crate::persistence::event_type::ASSISTANT_TEXT_DELTA, data },
+        );
     }
 
     /// Opens a stream's place on `session_id`, within the limits.

@@ -28,7 +28,6 @@ use dari_protocol::manifest::SandboxProvider as ManifestProvider;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::sync::lock;
 use crate::bus::EventBus;
 use crate::hub::{Hub, HubError};
 use crate::ids::new_id;
@@ -36,6 +35,7 @@ use crate::persistence::{
     NewSandbox, SandboxRecord, SandboxStatus, SessionRecord, SessionWorkspace, Store, now_millis,
 };
 use crate::secrets::{new_token, token_hash};
+use crate::sync::lock;
 
 pub use provider::{ProvisionRequest, Provisioned, SandboxProvider};
 
@@ -435,4 +435,3 @@ impl From<HubError> for SandboxError {
 fn internal(error: anyhow::Error) -> SandboxError {
     SandboxError(format!("{error:#}"))
 }
-

@@ -20,8 +20,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::blobs::LocalBlobStore;
-use crate::harness::pi::PiHarness;
 use crate::bus::EventBus;
+use crate::harness::pi::PiHarness;
 use crate::harness::secrets::SandboxSecrets;
 use crate::http::{self, ApiSettings, AppState};
 use crate::hub::{Hub, HubSettings};
@@ -92,8 +92,7 @@ impl Server {
             &bus,
             &master_key,
             blobs.clone(),
-            local_addr,
-            tls.is_some(),
+            format!("{}://127.0.0.1:{}", if tls.is_some() { "wss" } else { "ws" }, local_addr.port()),
         )?;
         let adopted = sandboxes.adopt().await.context("adopt the sandboxes of an earlier run")?;
         if adopted > 0 {
@@ -169,16 +168,12 @@ fn execution(
     bus: &EventBus,
     master_key: &MasterKey,
     blobs: Arc<LocalBlobStore>,
-    local_addr: SocketAddr,
-    tls: bool,
+    local_link_url: String,
 ) -> anyhow::Result<(Sandboxes, Worker)> {
     let hub = Hub::new(HubSettings { lost_grace: config.lost_grace, ..HubSettings::default() });
     let provider =
         Arc::new(LocalProvider::new(config.sandboxd.clone(), data_dir.join("sandboxes"), config.sandbox_env.clone()));
-    let link_url = config.link_url.clone().unwrap_or_else(|| {
-        let scheme = if tls { "wss" } else { "ws" };
-        format!("{scheme}://127.0.0.1:{}", local_addr.port())
-    });
+    let link_url = config.link_url.clone().unwrap_or(local_link_url);
     let settings = SandboxSettings { idle_timeout: config.idle_timeout, ..SandboxSettings::new(link_url) };
     let sandboxes = Sandboxes::new(store.clone(), hub, provider, bus.clone(), settings);
     let worker_settings = WorkerSettings {

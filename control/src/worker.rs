@@ -20,7 +20,6 @@ use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::sync::lock;
 use crate::bus::EventBus;
 use crate::harness::custom_runtime::{CustomRuntimeHarness, RuntimeLimits};
 use crate::harness::pi::PiHarness;
@@ -29,6 +28,7 @@ use crate::harness::{TurnContext, TurnFailure};
 use crate::ids::new_id;
 use crate::persistence::{ClaimedMessage, LedgerError, SessionStatus, Store, TurnError, TurnOutcome, VersionRecord};
 use crate::sandboxes::Sandboxes;
+use crate::sync::lock;
 
 /// How many attempts a message gets when its sandbox keeps failing under it.
 pub const MAX_ATTEMPTS: i64 = 3;
@@ -299,4 +299,3 @@ async fn renew_lease(worker: Worker, message_id: String, lost: CancellationToken
         }
     }
 }
-

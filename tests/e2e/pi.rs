@@ -85,5 +85,10 @@ pub(crate) fn file<'a>(zip: &'a [(String, Vec<u8>)], path: &str) -> Option<&'a s
 
 /// The kinds of a message's output parts, in order.
 pub(crate) fn part_types(message: &Value) -> Vec<&str> {
-    message["output"]["parts"].as_array().expect("parts").iter().map(|part| part["type"].as_str().unwrap_or("")).collect()
+    message["output"]["parts"]
+        .as_array()
+        .expect("parts")
+        .iter()
+        .map(|part| part["type"].as_str().unwrap_or(""))
+        .collect()
 }

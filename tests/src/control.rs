@@ -170,8 +170,17 @@ impl ControlServerBuilder {
     }
 
     async fn start_on(self, data_dir: tempfile::TempDir, database_url: Option<String>) -> ControlServer {
-        let ControlServerBuilder { engine, args, root_certificate, program, sandboxd, log_filter, workers, listen, env } =
-            self;
+        let ControlServerBuilder {
+            engine,
+            args,
+            root_certificate,
+            program,
+            sandboxd,
+            log_filter,
+            workers,
+            listen,
+            env,
+        } = self;
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open the server log");
         #[allow(clippy::disallowed_methods)] // Tests start the real binaries directly.

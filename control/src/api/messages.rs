@@ -66,6 +66,12 @@ pub struct Message {
 pub struct MessageOutput {
     pub parts: Vec<Value>,
     pub error: Option<MessageError>,
+    /// The tokens the turn's model calls used (`input_tokens`, `output_tokens`,
+    /// `cache_read_tokens`, `cache_write_tokens`, `total_tokens`, and `cost_usd` where the
+    /// provider reports a cost). Absent for harnesses that do not count them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub usage: Option<Value>,
 }
 
 /// Why a message failed: the real reason, from the runtime, the sandbox or the model provider.

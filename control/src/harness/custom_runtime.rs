@@ -15,8 +15,8 @@ use dari_protocol::link::{AdvanceResponse, Operation, Outcome, RuntimeStart, err
 use dari_protocol::manifest::{CustomRuntimeServer, Manifest, RUNTIME_PROTOCOL};
 use serde_json::{Map, Value, json};
 
-use super::secrets::SandboxSecretsError;
 use super::in_sandbox::{BUNDLE_DIR, PerBoot, materialize_bundle, request};
+use super::secrets::SandboxSecretsError;
 use super::{TurnContext, TurnFailure};
 use crate::ids::new_id;
 use crate::persistence::{StateChange, TurnError, TurnOutcome};
@@ -297,7 +297,6 @@ fn kind_of(value: &Value) -> &'static str {
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -61,13 +61,7 @@ impl PiHarness {
             .connect_timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|error| anyhow::anyhow!("build the model providers' HTTP client: {error}"))?;
-        Ok(PiHarness {
-            settings,
-            http,
-            blobs,
-            resources: Mutex::new(HashMap::new()),
-            bundles: PerBoot::default(),
-        })
+        Ok(PiHarness { settings, http, blobs, resources: Mutex::new(HashMap::new()), bundles: PerBoot::default() })
     }
 
     /// Runs the message's loop from its last committed step. `Ok(None)`: the message is parked
@@ -108,6 +102,13 @@ impl PiHarness {
             sandbox: None,
         };
         turn.run().await
+    }
+
+    fn stream_config(&self) -> provider::StreamConfig {
+        provider::StreamConfig {
+            idle_timeout: self.settings.stream_idle_timeout,
+            max_event_bytes: provider::DEFAULT_MAX_EVENT_BYTES,
+        }
     }
 
     /// Forgets what it knew of a sandbox that was torn down.

@@ -250,13 +250,12 @@ async fn append_entries(
     entries: &[Value],
     now: i64,
 ) -> anyhow::Result<Vec<i64>> {
-    let last: Option<i64> =
-        sqlx::query("SELECT MAX(position) FROM conversation_entries WHERE session_id = $1")
-            .bind(session_id)
-            .fetch_one(&mut **tx)
-            .await
-            .context("read the conversation's length")?
-            .try_get(0)?;
+    let last: Option<i64> = sqlx::query("SELECT MAX(position) FROM conversation_entries WHERE session_id = $1")
+        .bind(session_id)
+        .fetch_one(&mut **tx)
+        .await
+        .context("read the conversation's length")?
+        .try_get(0)?;
     let mut position = last.unwrap_or(0);
     let mut positions = Vec::with_capacity(entries.len());
     for entry in entries {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::bus::StreamLimits;
 use super::models::ModelArgs;
+use crate::bus::StreamLimits;
 use crate::harness::custom_runtime::RuntimeLimits;
 use crate::harness::pi::settings::PiSettings;
 

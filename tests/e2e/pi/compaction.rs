@@ -10,8 +10,7 @@ use crate::execution::{finished, new_session, send};
 #[tokio::test]
 async fn a_conversation_that_nears_a_small_window_is_summarised_and_goes_on() {
     let fake = FakeLlm::start().await;
-    let control =
-        server(Engine::Sqlite, &fake).args(["--model-context-window", "openai/gpt-test=2000"]).start().await;
+    let control = server(Engine::Sqlite, &fake).args(["--model-context-window", "openai/gpt-test=2000"]).start().await;
     let agent = deploy(&control, &manifest(""), &[]).await;
     let session_id = new_session(&control, &agent).await;
     // Each answer says the context held 1,700 tokens: over the threshold (2,000 less a quarter).
@@ -35,7 +34,11 @@ async fn a_conversation_that_nears_a_small_window_is_summarised_and_goes_on() {
     let system = summary_request.system_prompt().expect("a system prompt");
     assert!(system.contains("context summarization assistant"), "{system}");
     let asked = summary_request.last_user_text().expect("the conversation to summarise");
-    assert!(asked.contains("[User]: ALPHA") && !asked.contains("BRAVO"), "the first exchange is summarised: {}", &asked[..200]);
+    assert!(
+        asked.contains("[User]: ALPHA") && !asked.contains("BRAVO"),
+        "the first exchange is summarised: {}",
+        &asked[..200]
+    );
 
     let third = &requests[3];
     let texts: Vec<String> = third.message_texts().into_iter().map(|(_, text)| text).collect();

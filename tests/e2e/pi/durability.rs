@@ -13,11 +13,7 @@ use crate::execution::{finished, new_session, send, wait_for_event};
 async fn kill_and_restart(control: ControlServer, fake: &FakeLlm) -> ControlServer {
     let address = control.url.trim_start_matches("http://").to_owned();
     let (data_dir, database_url) = control.kill().await;
-    server(Engine::Sqlite, fake)
-        .args(["--message-lease", "1s"])
-        .listen(&address)
-        .restart(data_dir, database_url)
-        .await
+    server(Engine::Sqlite, fake).args(["--message-lease", "1s"]).listen(&address).restart(data_dir, database_url).await
 }
 
 #[tokio::test]
@@ -27,7 +23,11 @@ async fn killed_while_the_model_answers_the_loop_resumes_without_running_the_too
     let agent = deploy(&control, &manifest(""), &[]).await;
     let session_id = new_session(&control, &agent).await;
     let gate = Gate::new();
-    fake.push(Reply::tool_calls([ScriptedToolCall::new("call_count", "bash", &json!({"command": "echo ran >> count.txt"}))]));
+    fake.push(Reply::tool_calls([ScriptedToolCall::new(
+        "call_count",
+        "bash",
+        &json!({"command": "echo ran >> count.txt"}),
+    )]));
     fake.push(Reply::text("never delivered").gated(&gate));
     fake.push(Reply::text("done after the restart"));
 
@@ -38,7 +38,10 @@ async fn killed_while_the_model_answers_the_loop_resumes_without_running_the_too
 
     let message = finished(&control, &session_id, &message_id).await;
     assert_eq!(message["status"], "completed", "{message}");
-    assert_eq!(message["output"]["parts"].as_array().expect("parts").last().expect("a part")["text"], "done after the restart");
+    assert_eq!(
+        message["output"]["parts"].as_array().expect("parts").last().expect("a part")["text"],
+        "done after the restart"
+    );
     let requests = fake.requests();
     assert_eq!(requests.len(), 3, "the answer the kill cut off was asked for again, once");
     assert_eq!(requests[2].tool_results().len(), 1, "the resumed call carries the committed tool result");

@@ -38,7 +38,11 @@ async fn an_external_tool_waits_for_the_client_whose_result_must_match_the_outpu
     let (manifest, files) = lookup_tool(600);
     let agent = deploy(&control, &manifest, &files).await;
     let session_id = new_session(&control, &agent).await;
-    fake.push(Reply::tool_calls([ScriptedToolCall::new("call_lookup", "lookup", &json!({"query": "capital of France"}))]));
+    fake.push(Reply::tool_calls([ScriptedToolCall::new(
+        "call_lookup",
+        "lookup",
+        &json!({"query": "capital of France"}),
+    )]));
     fake.push(Reply::text("It is Paris."));
 
     let message_id = send(&control, &session_id, "What is the capital of France?").await;
@@ -54,9 +58,7 @@ async fn an_external_tool_waits_for_the_client_whose_result_must_match_the_outpu
     .await;
     assert_eq!(fake.requests().len(), 1, "the model waits for the result");
 
-    let submit = |result: serde_json::Value| {
-        json!({"type": "tool.result_submitted", "message_id": message_id, "tool_call_id": "call_lookup", "result": result})
-    };
+    let submit = |result: serde_json::Value| json!({"type": "tool.result_submitted", "message_id": message_id, "tool_call_id": "call_lookup", "result": result});
     let path = format!("/v1/sessions/{session_id}/events");
     let (status, refused) = control.post(&path, &submit(json!({"answer": 42}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
@@ -90,8 +92,9 @@ async fn an_external_tool_nobody_answers_gives_the_model_a_timeout_error() {
     let message = finished(&control, &session_id, &message_id).await;
     assert_eq!(message["status"], "completed", "{message}");
     let results = fake.requests()[1].tool_results();
-    assert!(results[0].is_error, "{:?}", results[0]);
     assert!(results[0].text.contains("did not return a result within 1s"), "{:?}", results[0]);
+    let part = &message["output"]["parts"][1];
+    assert_eq!((&part["type"], &part["is_error"]), (&json!("tool_result"), &json!(true)), "{message}");
     let events = events(&control, &session_id).await;
     let failed = of_type(&events, "tool.call_failed");
     assert_eq!(failed.len(), 1);

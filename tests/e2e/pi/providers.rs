@@ -25,7 +25,11 @@ async fn anthropic_with_a_stored_credential_runs_tools_and_the_key_stays_out_of_
     let manifest = "name: pi-claude\nharness: pi\ninstructions:\n  system: prompts/system.md\nllm:\n  model: anthropic/claude-test\n  api_key_secret: ANTHROPIC_KEY\n";
     let agent = deploy(&control, manifest, &[]).await;
     let session_id = new_session(&control, &agent).await;
-    fake.push(Reply::tool_calls([ScriptedToolCall::new("toolu_1", "bash", &json!({"command": "env; echo from-bash"}))]));
+    fake.push(Reply::tool_calls([ScriptedToolCall::new(
+        "toolu_1",
+        "bash",
+        &json!({"command": "env; echo from-bash"}),
+    )]));
     fake.push(Reply::text("The command ran.").with_usage(ScriptedUsage {
         input_tokens: 400,
         output_tokens: 30,
@@ -45,7 +49,10 @@ async fn anthropic_with_a_stored_credential_runs_tools_and_the_key_stays_out_of_
     assert_eq!(requests[0].model(), Some("claude-test"));
     let output = requests[1].tool_result_texts().join("\n");
     assert!(output.contains("from-bash"), "{output}");
-    assert!(!output.contains(CREDENTIAL) && !output.contains(PLATFORM_KEY), "a model key reached the sandbox: {output}");
+    assert!(
+        !output.contains(CREDENTIAL) && !output.contains(PLATFORM_KEY),
+        "a model key reached the sandbox: {output}"
+    );
     let ledger = serde_json::to_string(&events(&control, &session_id).await).expect("JSON");
     assert!(!ledger.contains(CREDENTIAL));
     assert!(!control.log().contains(CREDENTIAL));
@@ -75,7 +82,8 @@ async fn openrouter_takes_the_sessions_own_key_and_reports_cost() {
 async fn rate_limits_and_cut_streams_are_retried_by_the_retry_policy() {
     let fake = FakeLlm::start().await;
     let control = server(Engine::Sqlite, &fake).start().await;
-    let policy = "  retry_policy:\n    maximum_attempts: 3\n    initial_interval_seconds: 1\n    maximum_interval_seconds: 2\n";
+    let policy =
+        "  retry_policy:\n    maximum_attempts: 3\n    initial_interval_seconds: 1\n    maximum_interval_seconds: 2\n";
     let agent = deploy(&control, &manifest(policy), &[]).await;
     let session_id = new_session(&control, &agent).await;
     fake.push(Reply::rate_limited("1"));

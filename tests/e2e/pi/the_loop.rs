@@ -25,7 +25,8 @@ async fn asked_to_create_a_file_the_model_writes_reads_and_answers_and_every_ste
         fake.push(Reply::tool_calls([ScriptedToolCall::new("call_read", "read", &json!({"path": "notes/hello.txt"}))]));
         fake.push(Reply::text("notes/hello.txt says: hello from pi"));
 
-        let message_id = send(&control, &session_id, "Create notes/hello.txt saying hello from pi, then read it.").await;
+        let message_id =
+            send(&control, &session_id, "Create notes/hello.txt saying hello from pi, then read it.").await;
         let message = finished(&control, &session_id, &message_id).await;
         assert_eq!(message["status"], "completed", "{message}");
         assert_eq!(part_types(&message), ["tool_call", "tool_result", "tool_call", "tool_result", "text"], "{message}");
@@ -97,15 +98,26 @@ async fn bad_arguments_unknown_tools_and_tool_errors_are_results_the_model_reads
     let message = finished(&control, &session_id, &message_id).await;
     assert_eq!(message["status"], "completed", "{message}");
 
-    let results = fake.requests()[1].tool_results();
-    let ids: Vec<&str> = results.iter().map(|result| result.tool_call_id.as_str()).collect();
+    // The model gets the texts in call order (OpenAI's format has no error flag: the message's
+    // parts carry it).
+    let sent = fake.requests()[1].tool_results();
+    let ids: Vec<&str> = sent.iter().map(|result| result.tool_call_id.as_str()).collect();
     assert_eq!(ids, ["call_ls", "call_read", "call_nope", "call_bad_json", "call_exit"], "results in call order");
-    assert!(!results[0].is_error, "{:?}", results[0]);
-    assert!(results[1].is_error && results[1].text.contains("Validation failed for tool \"read\""), "{:?}", results[1]);
-    assert!(results[1].text.contains("path"), "names the missing field: {:?}", results[1]);
-    assert!(results[2].is_error && results[2].text.contains("Tool write not found"), "{:?}", results[2]);
-    assert!(results[3].is_error && results[3].text.contains("not valid JSON"), "{:?}", results[3]);
-    assert!(results[4].is_error && results[4].text.contains("out"), "the output of a failed command: {:?}", results[4]);
+    let results: Vec<(bool, &str)> = message["output"]["parts"]
+        .as_array()
+        .expect("parts")
+        .iter()
+        .filter(|part| part["type"] == "tool_result")
+        .map(|part| (part["is_error"] == true, part["content"][0]["text"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(results.len(), 5, "{message}");
+    assert!(!results[0].0, "{:?}", results[0]);
+    assert!(results[1].0 && results[1].1.contains("Validation failed for tool \"read\""), "{:?}", results[1]);
+    assert!(results[1].1.contains("path"), "names the missing field: {:?}", results[1]);
+    assert!(results[2].0 && results[2].1.contains("Tool write not found"), "{:?}", results[2]);
+    assert!(results[3].0 && results[3].1.contains("not valid JSON"), "{:?}", results[3]);
+    assert!(results[4].0 && results[4].1.contains("out"), "the output of a failed command: {:?}", results[4]);
+    assert_eq!(sent[1].text, results[1].1, "the model reads what the message records");
     assert_eq!(fake.requests()[0].tool_names(), ["read", "bash", "ls"]);
 }
 

@@ -59,8 +59,12 @@ pub async fn compact_if_needed(turn: &mut Turn<'_>, overflowed: bool) -> Result<
     let prompt = summary_prompt(summarized, previous.as_deref());
     let entries = [Entry::user_text(prompt)];
     let max_tokens = u32::try_from(reserve * 4 / 5).unwrap_or(u32::MAX).max(256);
-    let request = ModelRequest { model: &turn.choice.upstream_model, system: SYSTEM, entries: &entries, tools: &[], max_tokens };
-    let answer = match provider::stream(&turn.harness.http, &turn.choice.endpoint, &request, &mut |_| {}).await {
+    let request =
+        ModelRequest { model: &turn.choice.upstream_model, system: SYSTEM, entries: &entries, tools: &[], max_tokens };
+    let config = turn.harness.stream_config();
+    let answer = match provider::stream_with(&turn.harness.http, &turn.choice.endpoint, &request, &config, &mut |_| {})
+        .await
+    {
         Ok(answer) => answer,
         Err(error) if overflowed => {
             let mut details = turn.choice.describe();
@@ -257,7 +261,11 @@ mod tests {
 
     #[test]
     fn the_context_is_the_last_usage_plus_an_estimate_of_what_followed() {
-        let held = vec![held(1, Entry::user_text("x".repeat(400))), held(2, answer("ok", &[], 900)), held(3, Entry::user_text("y".repeat(40)))];
+        let held = vec![
+            held(1, Entry::user_text("x".repeat(400))),
+            held(2, answer("ok", &[], 900)),
+            held(3, Entry::user_text("y".repeat(40))),
+        ];
         assert_eq!(context_tokens(&held, "system"), 900 + 10);
         assert_eq!(context_tokens(&held[..1], &"s".repeat(40)), 10 + 100);
     }
@@ -273,8 +281,9 @@ mod tests {
         ];
         // 100 tokens kept: the last user entry alone.
         assert_eq!(cut_point(&held, 100), Some(4));
-        // 150 reaches back into the tool result, which cannot start the kept part.
-        assert_eq!(cut_point(&held, 150), Some(3 + 1));
+        // 150 reaches back into the tool result, which cannot start the kept part: the cut moves
+        // forward to the answer after it.
+        assert_eq!(cut_point(&held, 150), Some(3));
         assert_eq!(cut_point(&held, 10_000), None, "everything fits: nothing to summarise");
     }
 

@@ -15,11 +15,8 @@ pub fn request_entries(held: &[Held]) -> Vec<Entry> {
     if let Some(summary) = held.iter().rev().find(|held| matches!(held.entry, Entry::CompactionSummary { .. })) {
         entries.push(summary.entry.clone());
     }
-    let rest: Vec<&Entry> = held
-        .iter()
-        .map(|held| &held.entry)
-        .filter(|entry| !matches!(entry, Entry::CompactionSummary { .. }))
-        .collect();
+    let rest: Vec<&Entry> =
+        held.iter().map(|held| &held.entry).filter(|entry| !matches!(entry, Entry::CompactionSummary { .. })).collect();
     let mut index = 0;
     while index < rest.len() {
         let entry = rest[index];
@@ -67,7 +64,11 @@ mod tests {
         Entry::Assistant(AssistantTurn {
             content: calls
                 .iter()
-                .map(|id| AssistantBlock::ToolCall { id: (*id).to_owned(), name: "ls".to_owned(), arguments: json!({}) })
+                .map(|id| AssistantBlock::ToolCall {
+                    id: (*id).to_owned(),
+                    name: "ls".to_owned(),
+                    arguments: json!({}),
+                })
                 .collect(),
             stop_reason: StopReason::ToolUse,
             usage: Usage::default(),

@@ -69,11 +69,7 @@ pub async fn choose(
         option_id,
         model: option.model.clone(),
         upstream_model: upstream_model(option.provider, &option.model, option.base_url.is_some()),
-        endpoint: Endpoint {
-            provider: option.provider,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            api_key,
-        },
+        endpoint: Endpoint { provider: option.provider, base_url: base_url.trim_end_matches('/').to_owned(), api_key },
         retry_policy: option.retry_policy.clone(),
         context_window: settings.context_windows.of(&option.model),
     })

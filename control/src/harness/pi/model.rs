@@ -19,12 +19,17 @@ use serde_json::Value;
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum Entry {
     /// The user's message (after `/skill:` expansion), or text the harness adds as the user.
-    User { content: Vec<ContentBlock> },
+    User {
+        content: Vec<ContentBlock>,
+    },
     Assistant(AssistantTurn),
     ToolResult(ToolResultEntry),
     /// The history before this point, summarised by compaction. Sent to the model as a user
     /// message (see [`Entry::summary_text`]).
-    CompactionSummary { summary: String, tokens_before: u64 },
+    CompactionSummary {
+        summary: String,
+        tokens_before: u64,
+    },
 }
 
 impl Entry {
@@ -217,7 +222,10 @@ pub enum StreamEvent {
     TextDelta(String),
     ThinkingDelta(String),
     /// The model started a tool call; its arguments follow.
-    ToolCallStarted { id: String, name: String },
+    ToolCallStarted {
+        id: String,
+        name: String,
+    },
 }
 
 /// Why a model call failed.

@@ -70,6 +70,7 @@ fn read_texts(archive: &[u8], manifest: &Manifest) -> Result<Texts, String> {
         String::from_utf8(bytes).map_err(|_| format!("{path} is not UTF-8 text"))
     };
     let instructions = read(&manifest.instructions.system)?;
-    let skills = manifest.skills.iter().map(|skill| read(&format!("{}/SKILL.md", skill.path))).collect::<Result<_, _>>()?;
+    let skills =
+        manifest.skills.iter().map(|skill| read(&format!("{}/SKILL.md", skill.path))).collect::<Result<_, _>>()?;
     Ok(Texts { instructions, skills })
 }

@@ -112,10 +112,7 @@ impl ContextWindows {
             return *window;
         }
         let name = model.rsplit('/').next().unwrap_or(model);
-        KNOWN_WINDOWS
-            .iter()
-            .find(|(prefix, _)| name.starts_with(prefix))
-            .map_or(self.default, |(_, window)| *window)
+        KNOWN_WINDOWS.iter().find(|(prefix, _)| name.starts_with(prefix)).map_or(self.default, |(_, window)| *window)
     }
 }
 

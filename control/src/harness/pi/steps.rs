@@ -149,12 +149,7 @@ pub fn result_step(
         let event_type = if result.is_error { event_type::TOOL_CALL_FAILED } else { event_type::TOOL_CALL_COMPLETED };
         events.push(StepEvent { event_type, data, tool_call_id: Some(call.id.to_owned()) });
     }
-    Step {
-        entries: vec![entry_json(&Entry::ToolResult(result.clone()))],
-        events,
-        parts: vec![part],
-        ..Step::default()
-    }
+    Step { entries: vec![entry_json(&Entry::ToolResult(result.clone()))], events, parts: vec![part], ..Step::default() }
 }
 
 /// A model call failed and will be tried again.

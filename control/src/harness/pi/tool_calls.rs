@@ -96,19 +96,15 @@ pub async fn run(
     collect_external(turn, external, requested_at).await
 }
 
-async fn run_in_sandbox(
-    turn: &mut Turn<'_>,
-    calls: Vec<PendingCall>,
-    answer_position: i64,
-) -> Result<(), TurnFailure> {
+async fn run_in_sandbox(turn: &mut Turn<'_>, calls: Vec<PendingCall>, answer_position: i64) -> Result<(), TurnFailure> {
     let context = turn.context;
     let sandbox = turn.sandbox().await?;
     let message_id = context.claimed.message.id.clone();
     let here = format!("{}:{}:{answer_position}", sandbox.record.id, sandbox.boot_id);
-    let before = context.store.tools_dispatched_to(&message_id).await.map_err(|error| internal(format!("{error:#}")))?;
-    let lost = before
-        .as_deref()
-        .is_some_and(|before| before.ends_with(&format!(":{answer_position}")) && before != here);
+    let before =
+        context.store.tools_dispatched_to(&message_id).await.map_err(|error| internal(format!("{error:#}")))?;
+    let lost =
+        before.as_deref().is_some_and(|before| before.ends_with(&format!(":{answer_position}")) && before != here);
     if lost {
         let text = "The sandbox that ran this tool call was lost before it answered, so whether it finished is unknown. Check the workspace before running it again.";
         for call in &calls {
@@ -190,7 +186,11 @@ fn submitted_result(turn: &Turn<'_>, tool: Option<&CatalogTool>, call: &PendingC
         && tool.is_some()
         && let Err(problem) = turn.resources.catalog.check_output(&call.name, &result)
     {
-        return Finished::error(call, format!("The result of tool {} does not match its output schema: {problem}", call.name), Value::Null);
+        return Finished::error(
+            call,
+            format!("The result of tool {} does not match its output schema: {problem}", call.name),
+            Value::Null,
+        );
     }
     let text = match &result {
         Value::String(text) => text.clone(),
@@ -244,7 +244,9 @@ impl Runner<'_> {
         match &tool.kind {
             CatalogToolKind::BuiltIn(_) => self.run_built_in(call, arguments).await,
             CatalogToolKind::Main { .. } => self.run_main(tool, call, arguments).await,
-            CatalogToolKind::External { .. } => Ok(Finished::error(call, "external tools are not run in the sandbox", Value::Null)),
+            CatalogToolKind::External { .. } => {
+                Ok(Finished::error(call, "external tools are not run in the sandbox", Value::Null))
+            }
         }
     }
 
@@ -320,7 +322,11 @@ impl Runner<'_> {
     fn main_output(&self, call: &PendingCall, output: CustomToolOutput, attempts: u32) -> Finished {
         let details = json!({"logs": output.logs, "attempts": attempts});
         if let Err(problem) = self.resources.catalog.check_output(&call.name, &output.output) {
-            return Finished::error(call, format!("Tool {} returned a result that does not match its output schema: {problem}", call.name), details);
+            return Finished::error(
+                call,
+                format!("Tool {} returned a result that does not match its output schema: {problem}", call.name),
+                details,
+            );
         }
         let text = match &output.output {
             Value::String(text) => text.clone(),

@@ -27,9 +27,9 @@ use super::tool_calls::{self, PendingCall, ToolsOutcome};
 use super::{compaction, provider};
 use crate::harness::in_sandbox::materialize_bundle;
 use crate::harness::{TurnContext, TurnFailure};
-use crate::sandboxes::ReadySandbox;
 use crate::ids::new_id;
 use crate::persistence::{LedgerError, Step, StoredEntry, TurnError, TurnOutcome, file_blob_key, now_millis};
+use crate::sandboxes::ReadySandbox;
 
 /// An entry of the conversation as this turn holds it.
 #[derive(Clone, Debug)]
@@ -161,9 +161,8 @@ impl Turn<'_> {
                 Some("text") => {
                     let text = field("text");
                     let expanded = if content.is_empty() {
-                        expand_skill_command(&text, &self.resources.skills).map_err(|error| {
-                            TurnFailure::Final(TurnError::new("unknown_skill", error, Value::Null))
-                        })?
+                        expand_skill_command(&text, &self.resources.skills)
+                            .map_err(|error| TurnFailure::Final(TurnError::new("unknown_skill", error, Value::Null)))?
                     } else {
                         None
                     };
@@ -265,7 +264,10 @@ impl Turn<'_> {
 
     fn model_turns(&self) -> usize {
         let message_id = self.message_id();
-        self.held.iter().filter(|held| held.message_id == message_id && matches!(held.entry, Entry::Assistant(_))).count()
+        self.held
+            .iter()
+            .filter(|held| held.message_id == message_id && matches!(held.entry, Entry::Assistant(_)))
+            .count()
     }
 
     /// Asks the model for its next answer, retrying by the option's retry policy, and commits
@@ -276,7 +278,9 @@ impl Turn<'_> {
         if turns >= usize::try_from(limit).unwrap_or(usize::MAX) {
             return Err(TurnFailure::Final(TurnError::new(
                 "turn_limit",
-                format!("the model answered {turns} times in this message without finishing, the server's limit; send a new message to go on"),
+                format!(
+                    "the model answered {turns} times in this message without finishing, the server's limit; send a new message to go on"
+                ),
                 json!({"model_turns": turns}),
             )));
         }
@@ -290,7 +294,9 @@ impl Turn<'_> {
                     self.commit_answer(answer).await?;
                     return Ok(());
                 }
-                Err(error) if error.kind == super::model::ModelErrorKind::ContextOverflow && !compacted_for_overflow => {
+                Err(error)
+                    if error.kind == super::model::ModelErrorKind::ContextOverflow && !compacted_for_overflow =>
+                {
                     compacted_for_overflow = true;
                     if !compaction::compact_if_needed(self, true).await? {
                         return Err(TurnFailure::Final(self.model_failure(&error, failures + 1)));
@@ -336,7 +342,14 @@ impl Turn<'_> {
                 context.bus.live(&session_id, &message_id, &delta);
             }
         };
-        provider::stream(&self.harness.http, &self.choice.endpoint, &request, &mut on_event).await
+        provider::stream_with(
+            &self.harness.http,
+            &self.choice.endpoint,
+            &request,
+            &self.harness.stream_config(),
+            &mut on_event,
+        )
+        .await
     }
 
     async fn commit_answer(&mut self, mut answer: AssistantTurn) -> Result<bool, TurnFailure> {

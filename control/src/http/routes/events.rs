@@ -266,7 +266,8 @@ async fn check_output_schema(
     let Some(session) = state.store.session(&caller.org_id, session_id).await? else { return Ok(()) };
     let Some(version) = state.store.version(&caller.org_id, &session.version_id).await? else { return Ok(()) };
     let manifest: Manifest = serde_json::from_str(&version.manifest).map_err(anyhow::Error::from)?;
-    let Some(schema) = manifest.custom_tools.iter().find(|tool| tool.name == tool_name).and_then(|tool| tool.output_schema.as_ref())
+    let Some(schema) =
+        manifest.custom_tools.iter().find(|tool| tool.name == tool_name).and_then(|tool| tool.output_schema.as_ref())
     else {
         return Ok(());
     };

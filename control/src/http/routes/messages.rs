@@ -121,7 +121,7 @@ pub(super) fn message(record: MessageRecord) -> Message {
         metadata: record.metadata,
         status: record.status.as_str().to_owned(),
         attempt: record.attempt,
-        output: MessageOutput { parts: output_parts, error },
+        output: MessageOutput { parts: output_parts, error, usage: record.output.get("usage").cloned() },
         created_at: timestamp(record.created_at),
         started_at: optional_timestamp(record.started_at),
         completed_at: optional_timestamp(record.completed_at),

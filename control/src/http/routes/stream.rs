@@ -119,6 +119,10 @@ impl Follower {
     /// the client resumes from its last id).
     async fn next_event(&mut self) -> Option<Next> {
         loop {
+            // Live events go first: they were published before the commits that follow them.
+            if let Ok(live) = self.subscription.live.try_recv() {
+                return Some(Next::Live(live));
+            }
             if let Some(record) = self.pending.pop_front() {
                 self.after = record.sequence_number;
                 return Some(Next::Stored(record));

@@ -115,19 +115,22 @@ impl TimelineBuilder {
                         (id, event.created_at, "completed".to_owned());
                 }
             }
-            event_type::TOOL_CALL_REQUESTED | event_type::TOOL_CALL_STARTED => entries.tool_calls.push(TimelineItem::ToolCall {
-                id,
-                message_id,
-                created_at,
-                tool_call_id: text("tool_call_id").unwrap_or_default(),
-                tool_name: text("tool_name").unwrap_or_default(),
-                arguments: data.get("arguments").cloned().unwrap_or(Value::Null),
-                // The sandbox runs a started call at once; a requested one waits for the client.
-                status: if event.event_type == event_type::TOOL_CALL_STARTED { "running" } else { "requested" }.to_owned(),
-                result: None,
-                is_error: None,
-                completed_at: None,
-            }),
+            event_type::TOOL_CALL_REQUESTED | event_type::TOOL_CALL_STARTED => {
+                entries.tool_calls.push(TimelineItem::ToolCall {
+                    id,
+                    message_id,
+                    created_at,
+                    tool_call_id: text("tool_call_id").unwrap_or_default(),
+                    tool_name: text("tool_name").unwrap_or_default(),
+                    arguments: data.get("arguments").cloned().unwrap_or(Value::Null),
+                    // The sandbox runs a started call at once; a requested one waits for the client.
+                    status: if event.event_type == event_type::TOOL_CALL_STARTED { "running" } else { "requested" }
+                        .to_owned(),
+                    result: None,
+                    is_error: None,
+                    completed_at: None,
+                })
+            }
             event_type::TOOL_RESULT_SUBMITTED | event_type::TOOL_CALL_COMPLETED | event_type::TOOL_CALL_FAILED => {
                 let answered = text("tool_call_id");
                 let failed = event.event_type == event_type::TOOL_CALL_FAILED

@@ -52,7 +52,13 @@ async fn a_session_runs_its_messages_one_at_a_time_in_order() {
         assert_eq!(failed.message.status, MessageStatus::Failed);
         assert_eq!(failed.message.output["error"], failure.to_json());
         assert_eq!(failed.session.status, SessionStatus::Idle);
-        let keep = TurnOutcome { text: None, state: StateChange::Clear, events: Vec::new(), complete_session: true, usage: None };
+        let keep = TurnOutcome {
+            text: None,
+            state: StateChange::Clear,
+            events: Vec::new(),
+            complete_session: true,
+            usage: None,
+        };
         store.complete_turn("worker-a", &org_id, &other.message.id, &keep).await.expect("complete");
         assert_eq!(store.runtime_state(&other_session.id).await.expect("state"), None);
         let ended = store.session(&org_id, &other_session.id).await.expect("read").expect("session");
@@ -87,8 +93,13 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_records_nothing() {
         assert!(store.renew_lease("successor", &sent.message.id, 30_000).await.expect("renew"));
         assert_eq!(store.next_attempt("successor", &org_id, &sent.message.id).await.expect("attempt"), 2);
 
-        let outcome =
-            TurnOutcome { text: Some("x".into()), state: StateChange::Keep, events: vec![], complete_session: false, usage: None };
+        let outcome = TurnOutcome {
+            text: Some("x".into()),
+            state: StateChange::Keep,
+            events: vec![],
+            complete_session: false,
+            usage: None,
+        };
         let stale = store.complete_turn("crashed", &org_id, &sent.message.id, &outcome).await;
         assert!(matches!(stale, Err(LedgerError::LeaseLost(_))));
         store.release_lease("successor", &sent.message.id).await.expect("release");
