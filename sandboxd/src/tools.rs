@@ -31,6 +31,10 @@ pub use self::workspace::Workspace;
 /// The names of the built-in tools, in pi's order.
 pub const TOOL_NAMES: [&str; 7] = ["read", "bash", "edit", "write", "grep", "find", "ls"];
 
+/// The workspace's real path, for commands and custom tools: `/workspace` in a jail, elsewhere
+/// in an unjailed local sandbox.
+pub const ENV_WORKSPACE: &str = "DARI_WORKSPACE";
+
 /// What tools share: the workspace they are confined to, per-file locks, and bash's settings.
 #[derive(Clone, Debug)]
 pub struct ToolContext {
@@ -50,7 +54,7 @@ pub struct BashConfig {
     pub output_dir: PathBuf,
     /// The shell: `/bin/bash`, or `sh` where there is no bash.
     pub shell: PathBuf,
-    /// Variables every command sees, such as `DARI_SOURCE_BUNDLE_ROOT`.
+    /// Variables every command sees: `DARI_SOURCE_BUNDLE_ROOT`, `DARI_WORKSPACE`.
     pub env: Vec<(String, String)>,
 }
 
@@ -69,10 +73,13 @@ impl BashConfig {
             max_timeout: BashConfig::MAX_TIMEOUT,
             output_dir: root.join(".dari/tool-output"),
             shell: PathBuf::from(shell),
-            env: vec![(
-                crate::bundle::ENV_SOURCE_BUNDLE_ROOT.to_owned(),
-                crate::bundle::source_bundle_root(root).display().to_string(),
-            )],
+            env: vec![
+                (
+                    crate::bundle::ENV_SOURCE_BUNDLE_ROOT.to_owned(),
+                    crate::bundle::source_bundle_root(root).display().to_string(),
+                ),
+                (ENV_WORKSPACE.to_owned(), root.display().to_string()),
+            ],
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod compaction;
 mod durability;
+mod example;
 mod external_tools;
 mod providers;
 mod the_loop;

@@ -138,3 +138,25 @@ async fn refusals_and_malformed_streams_fail_at_once_with_the_providers_words() 
     assert_eq!(message["output"]["error"]["type"], "llm_key_missing", "{message}");
     assert!(message["output"]["error"]["message"].as_str().expect("text").contains("ANTHROPIC_API_KEY"), "{message}");
 }
+
+#[tokio::test]
+async fn a_session_picks_its_model_from_llm_options_with_llm_id() {
+    let fake = FakeLlm::start().await;
+    let control = server(Engine::Sqlite, &fake).env("ANTHROPIC_API_KEY", "sk-ant-platform").start().await;
+    let manifest = "name: pi-options\nharness: pi\ninstructions:\n  system: prompts/system.md\nllm:\n  default: fast\n  options:\n    fast:\n      model: openai/gpt-fast\n    careful:\n      model: anthropic/claude-careful\n";
+    let agent = deploy(&control, manifest, &[]).await;
+    fake.push(Reply::text("fast answer"));
+    fake.push(Reply::text("careful answer"));
+    for (llm_id, model, format) in
+        [(None, "gpt-fast", WireFormat::OpenAi), (Some("careful"), "claude-careful", WireFormat::Anthropic)]
+    {
+        let body = llm_id.map_or_else(|| json!({}), |llm_id| json!({"llm_id": llm_id}));
+        let (status, session) = control.post(&format!("/v1/agents/{}/sessions", agent.agent_id), &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{session}");
+        let session_id = session["id"].as_str().expect("an id").to_owned();
+        let message_id = send(&control, &session_id, "hi").await;
+        assert_eq!(finished(&control, &session_id, &message_id).await["status"], "completed");
+        let request = fake.requests().pop().expect("a request");
+        assert_eq!((request.model(), request.format), (Some(model), Some(format)));
+    }
+}

@@ -221,3 +221,25 @@ async fn the_stream_carries_the_text_as_the_model_writes_it() {
     assert!(delta_events > 1, "the text came in pieces");
     assert_eq!(deltas, text);
 }
+
+#[tokio::test]
+async fn tool_calls_of_one_answer_run_at_once_and_report_in_call_order() {
+    let fake = FakeLlm::start().await;
+    let control = server(Engine::Sqlite, &fake).start().await;
+    let agent = deploy(&control, &manifest(""), &[]).await;
+    let session_id = new_session(&control, &agent).await;
+    // Each command waits for the other's file: run one after the other, both would time out.
+    let waits_for = |mine: &str, theirs: &str| json!({"command": format!("touch {mine}; for i in $(seq 200); do [ -e {theirs} ] && echo saw {theirs} && exit 0; sleep 0.05; done; exit 1"), "timeout": 30});
+    fake.push(Reply::tool_calls([
+        ScriptedToolCall::new("call_a", "bash", &waits_for("a.flag", "b.flag")),
+        ScriptedToolCall::new("call_b", "bash", &waits_for("b.flag", "a.flag")),
+    ]));
+    fake.push(Reply::text("both ran"));
+    let message_id = send(&control, &session_id, "run both").await;
+    let message = finished(&control, &session_id, &message_id).await;
+    assert_eq!(message["status"], "completed", "{message}");
+    let results = fake.requests()[1].tool_results();
+    let seen: Vec<(&str, &str)> =
+        results.iter().map(|result| (result.tool_call_id.as_str(), result.text.trim())).collect();
+    assert_eq!(seen, [("call_a", "saw b.flag"), ("call_b", "saw a.flag")], "{message}");
+}

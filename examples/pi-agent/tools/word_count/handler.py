@@ -1,8 +1,10 @@
 """Counts the lines, words and characters of a workspace file."""
 
+import os
 from pathlib import Path
 
-WORKSPACE = Path("/workspace")
+# The sandbox names its workspace; /workspace where it is mounted there.
+WORKSPACE = Path(os.environ.get("DARI_WORKSPACE", "/workspace"))
 
 
 def main(input: dict) -> dict:
