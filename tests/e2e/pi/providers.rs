@@ -129,6 +129,18 @@ async fn refusals_and_malformed_streams_fail_at_once_with_the_providers_words() 
     assert_eq!(message["output"]["error"]["type"], "model_bad_response", "{message}");
     assert_eq!(fake.requests().len(), 2, "a malformed answer is not retried");
 
+    // An agent's own endpoint never gets the platform's key.
+    let manifest = format!(
+        "name: pi-own-endpoint\nharness: pi\ninstructions:\n  system: prompts/system.md\nllm:\n  model: local-model\n  base_url: {}\n",
+        fake.openai_base_url()
+    );
+    let agent = deploy(&control, &manifest, &[]).await;
+    let session_id = new_session(&control, &agent).await;
+    let message_id = send(&control, &session_id, "hello").await;
+    let message = finished(&control, &session_id, &message_id).await;
+    assert_eq!(message["output"]["error"]["type"], "llm_key_missing", "{message}");
+    assert_eq!(fake.requests().len(), 2, "nothing was sent to the agent's endpoint");
+
     // Without any key, the message says how to give one.
     let manifest = "name: pi-nokey\nharness: pi\ninstructions:\n  system: prompts/system.md\nllm:\n  model: anthropic/claude-test\n";
     let agent = deploy(&control, manifest, &[]).await;

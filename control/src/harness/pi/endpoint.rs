@@ -2,8 +2,9 @@
 //!
 //! The option is the session's `llm_id`, else `llm.default`. The key is, in order: the session's
 //! own `llm_api_key`; the organization's credential named by the option's `api_key_secret`; the
-//! platform's key for the provider (`OPENAI_API_KEY`, … in the server's environment). Keys go
-//! only into the request to the provider: never into the sandbox, an event, a log or an error.
+//! platform's key for the provider (`OPENAI_API_KEY`, … in the server's environment), unless the
+//! option names its own `base_url`. Keys go only into the request to the provider: never into the
+//! sandbox, an event, a log or an error.
 
 use dari_protocol::manifest::{Llm, LlmOption, RetryPolicy};
 use serde_json::{Value, json};
@@ -99,6 +100,15 @@ async fn api_key(
                 json!({"credential": name}),
             )),
         };
+    }
+    // The platform's keys go to the platform's endpoints only: an agent's own base_url could
+    // otherwise collect them.
+    if option.base_url.is_some() {
+        return Err(TurnError::new(
+            "llm_key_missing",
+            "llm.base_url names the agent's own endpoint, which never gets the platform's keys: set llm.api_key_secret to a stored credential, or pass llm_api_key when creating the session",
+            json!({"provider": provider.as_str()}),
+        ));
     }
     if let Some(key) = settings.platform_keys.get(&provider) {
         return Ok(key.clone());
