@@ -12,14 +12,21 @@ use crate::execution::{finished, new_session, send, wait_for_event};
 /// so that the new server takes the message over soon.
 async fn kill_and_restart(control: ControlServer, fake: &FakeLlm) -> ControlServer {
     let address = control.url.trim_start_matches("http://").to_owned();
+    let engine = control.engine.clone();
     let (data_dir, database_url) = control.kill().await;
-    server(Engine::Sqlite, fake).args(["--message-lease", "1s"]).listen(&address).restart(data_dir, database_url).await
+    server(engine, fake).args(["--message-lease", "1s"]).listen(&address).restart(data_dir, database_url).await
 }
 
 #[tokio::test]
 async fn killed_while_the_model_answers_the_loop_resumes_without_running_the_tool_again() {
+    for engine in Engine::available() {
+        killed_while_the_model_answers(engine).await;
+    }
+}
+
+async fn killed_while_the_model_answers(engine: Engine) {
     let fake = FakeLlm::start().await;
-    let control = server(Engine::Sqlite, &fake).args(["--message-lease", "1s"]).start().await;
+    let control = server(engine, &fake).args(["--message-lease", "1s"]).start().await;
     let agent = deploy(&control, &manifest(""), &[]).await;
     let session_id = new_session(&control, &agent).await;
     let gate = Gate::new();
@@ -51,8 +58,14 @@ async fn killed_while_the_model_answers_the_loop_resumes_without_running_the_too
 
 #[tokio::test]
 async fn killed_while_a_tool_runs_the_same_daemon_answers_and_the_tool_runs_once() {
+    for engine in Engine::available() {
+        killed_while_a_tool_runs(engine).await;
+    }
+}
+
+async fn killed_while_a_tool_runs(engine: Engine) {
     let fake = FakeLlm::start().await;
-    let control = server(Engine::Sqlite, &fake).args(["--message-lease", "1s"]).start().await;
+    let control = server(engine, &fake).args(["--message-lease", "1s"]).start().await;
     let agent = deploy(&control, &manifest(""), &[]).await;
     let session_id = new_session(&control, &agent).await;
     let command = "echo start >> count.txt; sleep 2; echo end >> count.txt; echo finished";

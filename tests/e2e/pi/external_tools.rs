@@ -100,3 +100,27 @@ async fn an_external_tool_nobody_answers_gives_the_model_a_timeout_error() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["data"]["details"]["timed_out"], true, "{}", failed[0]);
 }
+
+#[tokio::test]
+async fn a_message_waiting_for_a_client_still_ends_at_the_message_timeout() {
+    let fake = FakeLlm::start().await;
+    let control = server(Engine::Sqlite, &fake).args(["--pi-message-timeout", "2s"]).start().await;
+    let (manifest, files) = lookup_tool(600);
+    let agent = deploy(&control, &manifest, &files).await;
+    let session_id = new_session(&control, &agent).await;
+    fake.push(Reply::tool_calls([ScriptedToolCall::new("call_lookup", "lookup", &json!({"query": "anything"}))]));
+
+    let message_id = send(&control, &session_id, "Look it up").await;
+    let message = finished(&control, &session_id, &message_id).await;
+    assert_eq!(message["status"], "failed", "{message}");
+    assert_eq!(message["output"]["error"]["type"], "message_timeout", "{message}");
+    assert_eq!(fake.requests().len(), 1);
+
+    // The session takes the next message; the unanswered call gets pi's stand-in result.
+    fake.push(Reply::text("next"));
+    let next = send(&control, &session_id, "next").await;
+    assert_eq!(finished(&control, &session_id, &next).await["status"], "completed");
+    let results = fake.requests()[1].tool_results();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].text, "No result provided");
+}

@@ -174,6 +174,8 @@ async fn collect_external(
         }
     }
     let Some(wait_until) = wait_until else { return Ok(ToolsOutcome::Done) };
+    // The message's own deadline wakes it too, to fail it with `message_timeout`.
+    let wait_until = wait_until.min(turn.deadline());
     let parked = turn.commit(Step { wait_until: Some(wait_until), ..Step::default() }, Vec::new()).await?;
     Ok(if parked { ToolsOutcome::Parked } else { ToolsOutcome::Done })
 }

@@ -243,12 +243,18 @@ impl Turn<'_> {
         }
     }
 
+    /// When the message must have ended (milliseconds): `--pi-message-timeout` after its start.
+    pub fn deadline(&self) -> i64 {
+        let started = self.context.claimed.message.started_at.unwrap_or_else(now_millis);
+        started.saturating_add(millis(self.harness.settings.message_timeout))
+    }
+
     /// Fails the message once it has run longer than the operator allows.
     fn check_clock(&self) -> Result<(), TurnFailure> {
         let started = self.context.claimed.message.started_at.unwrap_or_else(now_millis);
         let limit = self.harness.settings.message_timeout;
         let elapsed = Duration::from_millis(u64::try_from(now_millis() - started).unwrap_or(0));
-        if elapsed > limit {
+        if now_millis() >= self.deadline() {
             return Err(TurnFailure::Final(TurnError::new(
                 "message_timeout",
                 format!(
