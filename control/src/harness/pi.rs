@@ -8,7 +8,8 @@
 //! - [`endpoint`]: which model a session uses, where, with which key.
 //! - [`resources`], [`prompt`], [`tools`]: the agent as the model sees it (system prompt, skills,
 //!   tools and their validation).
-//! - [`turn`], [`tool_calls`], [`compaction`], [`context`]: the loop.
+//! - [`turn`], [`user_message`], [`model_call`], [`tool_calls`], [`sandbox_calls`],
+//!   [`compaction`], [`context`]: the loop.
 //! - [`steps`]: what each step writes to the ledger, the conversation and the message.
 
 pub mod backoff;
@@ -16,14 +17,17 @@ pub mod compaction;
 pub mod context;
 pub mod endpoint;
 pub mod model;
+pub mod model_call;
 pub mod prompt;
 pub mod provider;
 pub mod resources;
+pub mod sandbox_calls;
 pub mod settings;
 pub mod steps;
 pub mod tool_calls;
 pub mod tools;
 pub mod turn;
+pub mod user_message;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

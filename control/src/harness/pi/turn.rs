@@ -10,25 +10,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use dari_protocol::manifest::Manifest;
-use dari_protocol::tools::ContentBlock;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::PiHarness;
-use super::backoff::Backoff;
-use super::context::request_entries;
 use super::endpoint::ModelChoice;
-use super::model::{AssistantBlock, AssistantTurn, Entry, ModelError, ModelRequest, StreamEvent, Usage};
-use super::prompt::expand_skill_command;
+use super::model::{Entry, Usage};
 use super::resources::AgentResources;
 use super::steps::{self, CallKind};
 use super::tool_calls::{self, PendingCall, ToolsOutcome};
-use super::{compaction, provider};
 use crate::harness::in_sandbox::materialize_bundle;
 use crate::harness::{TurnContext, TurnFailure};
-use crate::ids::new_id;
-use crate::persistence::{LedgerError, Step, StoredEntry, TurnError, TurnOutcome, file_blob_key, now_millis};
+use crate::persistence::{LedgerError, Step, StoredEntry, TurnError, TurnOutcome, now_millis};
 use crate::sandboxes::ReadySandbox;
 
 /// An entry of the conversation as this turn holds it.
@@ -150,59 +143,6 @@ impl Turn<'_> {
         Ok(committed.parked)
     }
 
-    /// The message as the model sees it: text, images, `/skill:` expanded.
-    async fn user_entry(&self) -> Result<Entry, TurnFailure> {
-        let message = &self.context.claimed.message;
-        let parts = message.parts.as_array().cloned().unwrap_or_default();
-        let mut content = Vec::with_capacity(parts.len());
-        for part in parts {
-            let field = |name: &str| part.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
-            match part.get("type").and_then(Value::as_str) {
-                Some("text") => {
-                    let text = field("text");
-                    let expanded = if content.is_empty() {
-                        expand_skill_command(&text, &self.resources.skills)
-                            .map_err(|error| TurnFailure::Final(TurnError::new("unknown_skill", error, Value::Null)))?
-                    } else {
-                        None
-                    };
-                    content.push(ContentBlock::Text { text: expanded.unwrap_or(text) });
-                }
-                Some(kind @ ("file" | "image")) => content.push(self.file_block(kind, &field("file_id")).await?),
-                _ => {}
-            }
-        }
-        Ok(Entry::User { content })
-    }
-
-    /// An image the model can see, or a note naming an attached file.
-    async fn file_block(&self, kind: &str, file_id: &str) -> Result<ContentBlock, TurnFailure> {
-        let context = self.context;
-        let org_id = &context.claimed.message.org_id;
-        let record = context.store.file(org_id, file_id).await.map_err(|error| internal(format!("{error:#}")))?;
-        let Some(record) = record else {
-            return Ok(ContentBlock::Text { text: format!("[attached file {file_id} was deleted]") });
-        };
-        if kind == "image" && record.is_image() {
-            let bytes = self
-                .harness
-                .blobs
-                .get(&file_blob_key(file_id))
-                .await
-                .map_err(|error| internal(format!("read file {file_id}: {error:#}")))?;
-            if let Some(bytes) = bytes {
-                let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
-                return Ok(ContentBlock::Image { data, mime_type: record.content_type.clone() });
-            }
-        }
-        Ok(ContentBlock::Text {
-            text: format!(
-                "[attached file {} ({}, {} bytes), id {file_id}]",
-                record.filename, record.content_type, record.size_bytes
-            ),
-        })
-    }
-
     fn next_action(&self) -> Action {
         let message_id = self.message_id();
         let Some(index) = self
@@ -266,156 +206,6 @@ impl Turn<'_> {
             )));
         }
         Ok(())
-    }
-
-    fn model_turns(&self) -> usize {
-        let message_id = self.message_id();
-        self.held
-            .iter()
-            .filter(|held| held.message_id == message_id && matches!(held.entry, Entry::Assistant(_)))
-            .count()
-    }
-
-    /// Asks the model for its next answer, retrying by the option's retry policy, and commits
-    /// the answer.
-    async fn call_model(&mut self) -> Result<(), TurnFailure> {
-        let turns = self.model_turns();
-        let limit = self.harness.settings.max_model_turns;
-        if turns >= usize::try_from(limit).unwrap_or(usize::MAX) {
-            return Err(TurnFailure::Final(TurnError::new(
-                "turn_limit",
-                format!(
-                    "the model answered {turns} times in this message without finishing, the server's limit; send a new message to go on"
-                ),
-                json!({"model_turns": turns}),
-            )));
-        }
-        compaction::compact_if_needed(self, false).await?;
-        let backoff = Backoff::for_llm(self.choice.retry_policy.as_ref());
-        let mut failures: u32 = 0;
-        let mut compacted_for_overflow = false;
-        loop {
-            match self.stream_answer().await {
-                Ok(answer) => {
-                    self.commit_answer(answer).await?;
-                    return Ok(());
-                }
-                Err(error)
-                    if error.kind == super::model::ModelErrorKind::ContextOverflow && !compacted_for_overflow =>
-                {
-                    compacted_for_overflow = true;
-                    if !compaction::compact_if_needed(self, true).await? {
-                        return Err(TurnFailure::Final(self.model_failure(&error, failures + 1)));
-                    }
-                }
-                Err(error) if error.kind.is_retryable() => {
-                    failures += 1;
-                    let Some(delay) = backoff.delay_before(failures + 1, error.retry_after) else {
-                        return Err(TurnFailure::Final(self.model_failure(&error, failures)));
-                    };
-                    self.attempt += 1;
-                    let step = steps::retry_step(
-                        &self.context.claimed.message.id,
-                        self.attempt,
-                        backoff.maximum_attempts,
-                        u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        &self.error_json(&error),
-                    );
-                    self.commit(step, Vec::new()).await?;
-                    tracing::info!(message_id = %self.message_id(), failures, ?delay, "retrying the model call: {error}");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(error) => return Err(TurnFailure::Final(self.model_failure(&error, failures + 1))),
-            }
-        }
-    }
-
-    async fn stream_answer(&self) -> Result<AssistantTurn, ModelError> {
-        let entries = request_entries(&self.held);
-        let tools: Vec<_> = self.resources.catalog.specs();
-        let request = ModelRequest {
-            model: &self.choice.upstream_model,
-            system: &self.system,
-            entries: &entries,
-            tools: &tools,
-            max_tokens: self.harness.settings.max_output_tokens,
-        };
-        let context = self.context;
-        let session_id = context.claimed.session.id.clone();
-        let message_id = context.claimed.message.id.clone();
-        let mut on_event = |event: StreamEvent| {
-            if let StreamEvent::TextDelta(delta) = event {
-                context.bus.live(&session_id, &message_id, &delta);
-            }
-        };
-        provider::stream_with(
-            &self.harness.http,
-            &self.choice.endpoint,
-            &request,
-            &self.harness.stream_config(),
-            &mut on_event,
-        )
-        .await
-    }
-
-    async fn commit_answer(&mut self, mut answer: AssistantTurn) -> Result<bool, TurnFailure> {
-        self.make_call_ids_unique(&mut answer);
-        self.usage.add(&answer.usage);
-        let number = u32::try_from(self.model_turns() + 1).unwrap_or(u32::MAX);
-        let catalog = &self.resources.catalog;
-        let now = now_millis();
-        let step = steps::answer_step(
-            &self.context.claimed.message.id,
-            number,
-            &answer,
-            &self.usage,
-            |name| tool_calls::kind_of(catalog.get(name)),
-            |name| tool_calls::external_timeout(catalog.get(name)).map(|timeout| now + millis(timeout)),
-        );
-        self.commit(step, vec![Entry::Assistant(answer)]).await
-    }
-
-    /// Tool call ids index the ledger: a provider that repeats one (or sends none) gets new ones.
-    fn make_call_ids_unique(&self, answer: &mut AssistantTurn) {
-        let mut seen: HashSet<String> = self
-            .held
-            .iter()
-            .filter_map(|held| match &held.entry {
-                Entry::Assistant(turn) => Some(turn.tool_calls().map(|call| call.id.to_owned()).collect::<Vec<_>>()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        for block in &mut answer.content {
-            if let AssistantBlock::ToolCall { id, .. } = block {
-                let usable = !id.is_empty()
-                    && id.len() <= 64
-                    && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                if !usable || seen.contains(id.as_str()) {
-                    *id = new_id("call");
-                }
-                seen.insert(id.clone());
-            }
-        }
-    }
-
-    pub fn error_json(&self, error: &ModelError) -> Value {
-        json!({
-            "type": format!("model_{}", error.kind.as_str()),
-            "message": error.message,
-            "status": error.status,
-        })
-    }
-
-    /// The message's error when the model cannot answer: the provider's own words.
-    fn model_failure(&self, error: &ModelError, attempts: u32) -> TurnError {
-        let mut details = self.choice.describe();
-        details["status"] = json!(error.status);
-        details["attempts"] = json!(attempts);
-        if let Some(body) = &error.body {
-            details["body"] = json!(body);
-        }
-        TurnError::new(&format!("model_{}", error.kind.as_str()), error.message.clone(), details)
     }
 
     /// The kind of a tool name, for events.
