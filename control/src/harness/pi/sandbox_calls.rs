@@ -124,20 +124,7 @@ impl Runner<'_> {
                 details,
             );
         }
-        let text = match &output.output {
-            Value::String(text) => text.clone(),
-            other => other.to_string(),
-        };
-        Finished {
-            result: ToolResultEntry {
-                tool_call_id: call.id.clone(),
-                tool_name: call.name.clone(),
-                content: vec![ContentBlock::Text { text: cap_text(text, self.harness.settings.max_tool_result_bytes) }],
-                is_error: false,
-            },
-            raw: Some(output.output),
-            details,
-        }
+        Finished::json(call, output.output, false, details, self.harness.settings.max_tool_result_bytes)
     }
 
     fn cap(&self, content: Vec<ContentBlock>) -> Vec<ContentBlock> {

@@ -54,6 +54,31 @@ pub(super) struct Finished {
 }
 
 impl Finished {
+    /// A tool's JSON output as the model reads it: a string as itself, anything else as JSON
+    /// text, cut to `max_bytes`.
+    pub(super) fn json(
+        call: &PendingCall,
+        output: Value,
+        is_error: bool,
+        details: Value,
+        max_bytes: usize,
+    ) -> Finished {
+        let text = match &output {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        Finished {
+            result: ToolResultEntry {
+                tool_call_id: call.id.clone(),
+                tool_name: call.name.clone(),
+                content: vec![ContentBlock::Text { text: cap_text(text, max_bytes) }],
+                is_error,
+            },
+            raw: Some(output),
+            details,
+        }
+    }
+
     pub(super) fn error(call: &PendingCall, text: impl Into<String>, details: Value) -> Finished {
         Finished {
             result: ToolResultEntry {
@@ -185,20 +210,7 @@ fn submitted_result(turn: &Turn<'_>, tool: Option<&CatalogTool>, call: &PendingC
             Value::Null,
         );
     }
-    let text = match &result {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    };
-    Finished {
-        result: ToolResultEntry {
-            tool_call_id: call.id.clone(),
-            tool_name: call.name.clone(),
-            content: vec![ContentBlock::Text { text: cap_text(text, turn.harness.settings.max_tool_result_bytes) }],
-            is_error,
-        },
-        raw: Some(result),
-        details: Value::Null,
-    }
+    Finished::json(call, result, is_error, Value::Null, turn.harness.settings.max_tool_result_bytes)
 }
 
 async fn commit_finished(
