@@ -139,11 +139,35 @@ impl Sandboxes {
         session: &SessionRecord,
         requested: Option<ManifestProvider>,
     ) -> Result<ReadySandbox, SandboxError> {
-        let gate = {
-            let mut provisioning = lock(&self.inner.provisioning);
-            provisioning.entry(session.id.clone()).or_default().clone()
+        let gate = self.gate(&session.id);
+        let ready = {
+            let _turn = gate.lock().await;
+            self.ensure_gated(session, requested).await
         };
-        let _turn = gate.lock().await;
+        drop(gate);
+        self.release_gate(&session.id);
+        ready
+    }
+
+    /// A session's provisioning gate: one provisioning (or idle teardown) at a time.
+    fn gate(&self, session_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.inner.provisioning).entry(session_id.to_owned()).or_default().clone()
+    }
+
+    /// Forgets a session's gate when nobody holds or waits for it (the next use makes a new one),
+    /// so that the map holds only sessions being provisioned.
+    fn release_gate(&self, session_id: &str) {
+        let mut provisioning = lock(&self.inner.provisioning);
+        if provisioning.get(session_id).is_some_and(|gate| Arc::strong_count(gate) == 1) {
+            provisioning.remove(session_id);
+        }
+    }
+
+    async fn ensure_gated(
+        &self,
+        session: &SessionRecord,
+        requested: Option<ManifestProvider>,
+    ) -> Result<ReadySandbox, SandboxError> {
         let store = &self.inner.store;
         if let Some(live) = store.live_sandbox(&session.id).await.map_err(internal)? {
             if live.status == SandboxStatus::Provisioning {
@@ -382,13 +406,13 @@ impl Sandboxes {
         let idle_timeout = i64::try_from(self.inner.settings.idle_timeout.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_millis().saturating_sub(idle_timeout);
         for record in self.inner.store.idle_sandboxes(&self.inner.settings.link_url, cutoff).await? {
-            let gate = {
-                let mut provisioning = lock(&self.inner.provisioning);
-                provisioning.entry(record.session_id.clone()).or_default().clone()
-            };
+            let gate = self.gate(&record.session_id);
             // A turn that is about to use the sandbox holds the gate; let it.
-            let Ok(_turn) = gate.try_lock() else { continue };
-            self.teardown(&record, "idle", true).await;
+            if let Ok(_turn) = gate.try_lock() {
+                self.teardown(&record, "idle", true).await;
+            }
+            drop(gate);
+            self.release_gate(&record.session_id);
         }
         Ok(())
     }

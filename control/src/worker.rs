@@ -161,13 +161,15 @@ impl Worker {
     async fn run_turn(&self, claimed: ClaimedMessage, cancel: CancellationToken) {
         let message_id = claimed.message.id.clone();
         let lease_lost = CancellationToken::new();
-        let renewal = tokio::spawn(renew_lease(self.clone(), message_id.clone(), lease_lost.clone()));
+        // Aborted when this function ends, however it ends (a panicking harness included): a
+        // lease must not outlive its turn.
+        let renewal = AbortOnDrop(tokio::spawn(renew_lease(self.clone(), message_id.clone(), lease_lost.clone())));
         let result = tokio::select! {
             result = self.drive(&claimed) => Some(result),
             () = lease_lost.cancelled() => None,
             () = cancel.cancelled() => None,
         };
-        renewal.abort();
+        drop(renewal);
         let store = &self.inner.store;
         let owner = &self.inner.owner;
         let org_id = &claimed.message.org_id;
@@ -280,6 +282,15 @@ impl Worker {
         let entry = Arc::new((version, manifest));
         lock(&self.inner.manifests).insert(version_id.clone(), entry.clone());
         Ok(entry)
+    }
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -51,7 +51,7 @@ async fn sigkill_during_many_turns(engine: Engine) {
     let address = control.url.trim_start_matches("http://").to_owned();
     let mut interrupted = 0;
     for kill in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(fastrand_millis(kill))).await;
+        tokio::time::sleep(Duration::from_millis(spread_millis(kill))).await;
         let pending = pending_messages(&control, &sessions).await;
         let (data_dir, database_url) = control.kill().await;
         if pending > 0 {
@@ -114,7 +114,7 @@ async fn pending_messages(control: &ControlServer, sessions: &[String]) -> usize
 
 /// A spread of delays between kills, different per round, without a random number crate: the
 /// rounds land at different points of the turns.
-fn fastrand_millis(round: usize) -> u64 {
+fn spread_millis(round: usize) -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     100 + u64::from(nanos % 400) + 37 * round as u64
 }

@@ -155,7 +155,7 @@ impl CustomRuntimeHarness {
         });
         match request(context, sandbox, new_id("start"), start, self.limits.start_timeout).await? {
             Outcome::Ok { .. } => {
-                self.started.mark_done(sandbox);
+                self.started.mark_done(sandbox, context.sandboxes.hub());
                 Ok(())
             }
             Outcome::Error { error } => Err(TurnFailure::Final(TurnError::new(

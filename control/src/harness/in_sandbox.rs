@@ -9,7 +9,7 @@ use dari_protocol::link::{BundleMaterialize, Operation, Outcome};
 use serde_json::Value;
 
 use super::{TurnContext, TurnFailure};
-use crate::hub::HubError;
+use crate::hub::{Hub, HubError};
 use crate::ids::new_id;
 use crate::persistence::TurnError;
 use crate::sandboxes::{ReadySandbox, bundle_path};
@@ -34,8 +34,12 @@ impl PerBoot {
         lock(&self.done).get(&sandbox.record.id) == Some(&sandbox.boot_id)
     }
 
-    pub fn mark_done(&self, sandbox: &ReadySandbox) {
-        lock(&self.done).insert(sandbox.record.id.clone(), sandbox.boot_id.clone());
+    /// Notes that this boot has done it, and forgets the sandboxes `hub` no longer serves (torn
+    /// down), so that the map holds live sandboxes only.
+    pub fn mark_done(&self, sandbox: &ReadySandbox, hub: &Hub) {
+        let mut done = lock(&self.done);
+        done.retain(|sandbox_id, _| hub.is_registered(sandbox_id));
+        done.insert(sandbox.record.id.clone(), sandbox.boot_id.clone());
     }
 
     pub fn forget(&self, sandbox_id: &str) {

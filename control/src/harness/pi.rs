@@ -93,6 +93,7 @@ impl PiHarness {
             cwd: WORKSPACE_ROOT,
             date: &prompt::utc_date(std::time::SystemTime::now()),
         });
+        let deadline = started_plus(context, self.settings.message_timeout);
         let turn = Turn {
             harness: self,
             context,
@@ -104,8 +105,15 @@ impl PiHarness {
             usage: Usage::default(),
             attempt: context.attempt,
             sandbox: None,
+            unparked_passes: 0,
         };
-        turn.run().await
+        // Every step is committed as it ends, so the loop may stop at any await: the deadline
+        // holds while a model streams slowly or a retry sleeps, not only between steps.
+        let timeout = self.settings.message_timeout;
+        tokio::select! {
+            ended = turn.run() => ended,
+            () = tokio::time::sleep_until(deadline) => Err(TurnFailure::Final(turn::message_timeout(timeout))),
+        }
     }
 
     fn stream_config(&self) -> provider::StreamConfig {
@@ -113,11 +121,6 @@ impl PiHarness {
             idle_timeout: self.settings.stream_idle_timeout,
             max_event_bytes: provider::DEFAULT_MAX_EVENT_BYTES,
         }
-    }
-
-    /// Forgets what it knew of a sandbox that was torn down.
-    pub fn forget_sandbox(&self, sandbox_id: &str) {
-        self.bundles.forget(sandbox_id);
     }
 
     async fn resources(
@@ -137,4 +140,12 @@ impl PiHarness {
         cache.insert(version.id.clone(), loaded.clone());
         Ok(loaded)
     }
+}
+
+/// When the message must have ended, as a tokio instant: `timeout` after it started.
+fn started_plus(context: &TurnContext<'_>, timeout: std::time::Duration) -> tokio::time::Instant {
+    let started = context.claimed.message.started_at.unwrap_or_else(crate::persistence::now_millis);
+    let elapsed = u64::try_from(crate::persistence::now_millis().saturating_sub(started)).unwrap_or(0);
+    let left = timeout.saturating_sub(std::time::Duration::from_millis(elapsed));
+    tokio::time::Instant::now() + left
 }

@@ -44,7 +44,8 @@ pub struct Step {
     pub parts: Vec<Value>,
     /// The message's `output.usage` from now on: the turn's tokens so far.
     pub usage: Option<Value>,
-    /// Entries up to this position left the model's context (a compaction replaced them).
+    /// Entries up to this position, and every earlier compaction summary, left the model's
+    /// context (a compaction replaced them). Applied before the step's entries are added.
     pub compact_through: Option<i64>,
     /// The message's attempt from now on (a model call is being retried).
     pub attempt: Option<i64>,
@@ -99,12 +100,17 @@ impl Store {
         check_lease(&mut tx, owner, &message).await?;
         let session_id = locked.session.id.clone();
         if let Some(through) = step.compact_through {
-            sqlx::query("UPDATE conversation_entries SET compacted = 1 WHERE session_id = $1 AND position <= $2")
-                .bind(&session_id)
-                .bind(through)
-                .execute(&mut *tx)
-                .await
-                .context("compact the conversation")?;
+            // Earlier summaries leave too: the new one took them in. (An entry's JSON starts with
+            // its role, the tag serde writes first.)
+            sqlx::query(
+                "UPDATE conversation_entries SET compacted = 1 WHERE session_id = $1
+                 AND (position <= $2 OR entry LIKE '{\"role\":\"compaction_summary\"%')",
+            )
+            .bind(&session_id)
+            .bind(through)
+            .execute(&mut *tx)
+            .await
+            .context("compact the conversation")?;
         }
         let positions = if step.entries.is_empty() {
             Vec::new()
@@ -194,15 +200,29 @@ impl Store {
         Ok(row.try_get("tools_dispatched_to")?)
     }
 
-    /// The tool a session's `tool.call_requested` named, if the session has that call.
-    pub async fn requested_tool_name(
+    /// Whether a session's ledger has a tool call with this id.
+    pub async fn tool_call_id_taken(&self, session_id: &str, tool_call_id: &str) -> anyhow::Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM events WHERE session_id = $1 AND tool_call_id = $2 LIMIT 1")
+            .bind(session_id)
+            .bind(tool_call_id)
+            .fetch_optional(self.reader())
+            .await
+            .context("look up a tool call id")?;
+        Ok(row.is_some())
+    }
+
+    /// The tool a session's `tool.call_requested` named, while that call waits for its result
+    /// (`None` when the session has no such call, or it has its result).
+    pub async fn open_tool_call_name(
         &self,
         org_id: &str,
         session_id: &str,
         tool_call_id: &str,
     ) -> anyhow::Result<Option<String>> {
         let row = sqlx::query(
-            "SELECT data FROM events WHERE org_id = $1 AND session_id = $2 AND tool_call_id = $3 AND type = $4",
+            "SELECT data FROM events requested WHERE org_id = $1 AND session_id = $2 AND tool_call_id = $3 AND type = $4
+             AND NOT EXISTS (SELECT 1 FROM events answer WHERE answer.session_id = $2 AND answer.tool_call_id = $3
+                             AND answer.type IN ('tool.result_submitted', 'tool.call_completed', 'tool.call_failed'))",
         )
         .bind(org_id)
         .bind(session_id)

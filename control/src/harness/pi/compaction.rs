@@ -52,7 +52,8 @@ pub async fn compact_if_needed(turn: &mut Turn<'_>, overflowed: bool) -> Result<
     let current = turn.held.iter().position(|held| held.message_id == message_id).unwrap_or(turn.held.len());
     let Some(cut) = cut_point(&turn.held[..current], keep_recent) else { return Ok(false) };
     let summarized = &turn.held[..cut];
-    let previous = summarized.iter().rev().find_map(|held| match &held.entry {
+    // The latest summary, wherever it sits (it may follow the cut): the new one updates it.
+    let previous = turn.held.iter().rev().find_map(|held| match &held.entry {
         Entry::CompactionSummary { summary, .. } => Some(summary.clone()),
         _ => None,
     });
@@ -86,7 +87,10 @@ pub async fn compact_if_needed(turn: &mut Turn<'_>, overflowed: bool) -> Result<
     let entry = Entry::CompactionSummary { summary, tokens_before: tokens };
     let step = steps::compaction_step(&message_id, &entry, through, tokens, cut);
     turn.commit(step, vec![entry]).await?;
-    turn.held.retain(|held| held.position > through);
+    let newest = turn.held.last().map_or(0, |held| held.position);
+    turn.held.retain(|held| {
+        held.position > through && (held.position == newest || !matches!(held.entry, Entry::CompactionSummary { .. }))
+    });
     tracing::info!(message_id, tokens, entries = cut, "compacted the conversation");
     Ok(true)
 }

@@ -11,7 +11,7 @@ use super::context::request_entries;
 use super::model::{AssistantBlock, AssistantTurn, Entry, ModelError, ModelErrorKind, ModelRequest, StreamEvent};
 use super::steps;
 use super::tool_calls;
-use super::turn::{Turn, millis};
+use super::turn::{Turn, internal, millis};
 use super::{compaction, provider};
 use crate::harness::TurnFailure;
 use crate::ids::new_id;
@@ -107,7 +107,7 @@ impl Turn<'_> {
     }
 
     async fn commit_answer(&mut self, mut answer: AssistantTurn) -> Result<bool, TurnFailure> {
-        self.make_call_ids_unique(&mut answer);
+        self.make_call_ids_unique(&mut answer).await?;
         self.usage.add(&answer.usage);
         let number = u32::try_from(self.model_turns() + 1).unwrap_or(u32::MAX);
         let catalog = &self.resources.catalog;
@@ -124,7 +124,9 @@ impl Turn<'_> {
     }
 
     /// Tool call ids index the ledger: a provider that repeats one (or sends none) gets new ones.
-    fn make_call_ids_unique(&self, answer: &mut AssistantTurn) {
+    /// An id is taken when the conversation in context has it, or the session's ledger does
+    /// (compaction takes older answers out of context, not out of the ledger).
+    async fn make_call_ids_unique(&self, answer: &mut AssistantTurn) -> Result<(), TurnFailure> {
         let mut seen: HashSet<String> = self
             .held
             .iter()
@@ -134,17 +136,27 @@ impl Turn<'_> {
             })
             .flatten()
             .collect();
+        let session_id = &self.context.claimed.session.id;
         for block in &mut answer.content {
             if let AssistantBlock::ToolCall { id, .. } = block {
                 let usable = !id.is_empty()
                     && id.len() <= 64
                     && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                if !usable || seen.contains(id.as_str()) {
+                let taken = !usable
+                    || seen.contains(id.as_str())
+                    || self
+                        .context
+                        .store
+                        .tool_call_id_taken(session_id, id)
+                        .await
+                        .map_err(|error| internal(format!("{error:#}")))?;
+                if taken {
                     *id = new_id("call");
                 }
                 seen.insert(id.clone());
             }
         }
+        Ok(())
     }
 
     pub fn error_json(&self, error: &ModelError) -> Value {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dari_protocol::link::{CustomToolOutput, CustomToolRun, Operation, Outcome};
+use dari_protocol::link::{CustomToolOutput, CustomToolRun, Operation, Outcome, error_code};
 use dari_protocol::manifest::ToolRuntime;
 use dari_protocol::tools::{ContentBlock, ToolResult};
 use serde_json::{Value, json};
@@ -95,6 +95,19 @@ impl Runner<'_> {
                     Ok(output) => return Ok(self.main_output(call, output, attempt)),
                     Err(error) => (format!("sandboxd's result does not parse: {error}"), Value::Null),
                 },
+                // The attempt ran, and the daemon no longer knows how it ended: running it again
+                // could do its work twice.
+                Outcome::Error { error } if error.code == error_code::RESULT_FORGOTTEN => {
+                    let text =
+                        format!("Tool {} ran, but its result was lost; whether it finished is unknown.", call.name);
+                    return Ok(Finished::error(call, text, json!({"attempts": attempt})));
+                }
+                // The daemon is stopping, or let go of the request: the turn's next attempt asks again.
+                Outcome::Error { error }
+                    if error.code == error_code::SHUTTING_DOWN || error.code == error_code::CANCELLED =>
+                {
+                    return Err(TurnFailure::Retryable(error.message));
+                }
                 Outcome::Error { error } => (error.message, error.details),
             };
             match retry.delay_before(attempt + 1) {
@@ -118,11 +131,7 @@ impl Runner<'_> {
     fn main_output(&self, call: &PendingCall, output: CustomToolOutput, attempts: u32) -> Finished {
         let details = json!({"logs": output.logs, "attempts": attempts});
         if let Err(problem) = self.resources.catalog.check_output(&call.name, &output.output) {
-            return Finished::error(
-                call,
-                format!("Tool {} returned a result that does not match its output schema: {problem}", call.name),
-                details,
-            );
+            return Finished::error(call, problem, details);
         }
         Finished::json(call, output.output, false, details, self.harness.settings.max_tool_result_bytes)
     }

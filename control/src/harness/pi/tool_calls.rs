@@ -113,12 +113,24 @@ pub async fn run(
 }
 
 async fn run_in_sandbox(turn: &mut Turn<'_>, calls: Vec<PendingCall>, answer_position: i64) -> Result<(), TurnFailure> {
+    // When no call can run (unknown tools, bad arguments), they are answered without a sandbox.
+    // Otherwise every call goes through the runner, which answers those at once, so that results
+    // are committed in call order.
+    if calls.iter().all(|call| turn.resources.catalog.prepare(&call.name, &call.arguments).is_err()) {
+        for call in &calls {
+            let problem = turn.resources.catalog.prepare(&call.name, &call.arguments).err().unwrap_or_default();
+            commit_finished(turn, call, Finished::error(call, problem, Value::Null), true).await?;
+        }
+        return Ok(());
+    }
     let context = turn.context;
-    let sandbox = turn.sandbox().await?;
     let message_id = context.claimed.message.id.clone();
-    let here = format!("{}:{}:{answer_position}", sandbox.record.id, sandbox.boot_id);
     let before =
         context.store.tools_dispatched_to(&message_id).await.map_err(|error| internal(format!("{error:#}")))?;
+    // The daemon a dispatched call went to is the one that knows how it ended; the session's
+    // sandbox is that daemon unless it was lost (or restarted) meanwhile.
+    let sandbox = turn.sandbox().await?;
+    let here = format!("{}:{}:{answer_position}", sandbox.record.id, sandbox.boot_id);
     let lost =
         before.as_deref().is_some_and(|before| before.ends_with(&format!(":{answer_position}")) && before != here);
     if lost {
@@ -147,10 +159,18 @@ async fn run_in_sandbox(turn: &mut Turn<'_>, calls: Vec<PendingCall>, answer_pos
             }
         })
         .collect();
+    // Every result that came is committed, even when another call failed in a way that ends the
+    // attempt (its daemon went away): a result in hand is never reported lost.
+    let mut failure = None;
     while let Some((call, finished)) = running.next().await {
-        commit_finished(turn, &call, finished?, true).await?;
+        match finished {
+            Ok(finished) => commit_finished(turn, &call, finished, true).await?,
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
     }
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 async fn collect_external(
@@ -169,11 +189,14 @@ async fn collect_external(
         .collect();
     let now = now_millis();
     let mut wait_until: Option<i64> = None;
+    let mut answered = 0;
     for call in &calls {
         let tool = turn.resources.catalog.get(&call.name);
         if let Some(data) = submitted.get(&call.id) {
             let finished = submitted_result(turn, tool, call, data);
             commit_finished(turn, call, finished, false).await?;
+            answered += 1;
+            turn.unparked_passes = 0;
             continue;
         }
         let timeout = external_timeout(tool).unwrap_or(Duration::ZERO);
@@ -193,7 +216,21 @@ async fn collect_external(
     // The message's own deadline wakes it too, to fail it with `message_timeout`.
     let wait_until = wait_until.min(turn.deadline());
     let parked = turn.commit(Step { wait_until: Some(wait_until), ..Step::default() }, Vec::new()).await?;
-    Ok(if parked { ToolsOutcome::Parked } else { ToolsOutcome::Done })
+    if parked {
+        return Ok(ToolsOutcome::Parked);
+    }
+    // Not parked: every call is answered in the ledger. The results that came meanwhile are read
+    // on the next pass; a second pass that finds none would loop forever.
+    if answered == 0 {
+        turn.unparked_passes += 1;
+        if turn.unparked_passes > 1 {
+            return Err(internal(format!(
+                "the ledger shows results for the external calls of message {}, but none can be read",
+                context.claimed.message.id
+            )));
+        }
+    }
+    Ok(ToolsOutcome::Done)
 }
 
 /// A client's `tool.result_submitted`, as the model sees it.
@@ -204,11 +241,7 @@ fn submitted_result(turn: &Turn<'_>, tool: Option<&CatalogTool>, call: &PendingC
         && tool.is_some()
         && let Err(problem) = turn.resources.catalog.check_output(&call.name, &result)
     {
-        return Finished::error(
-            call,
-            format!("The result of tool {} does not match its output schema: {problem}", call.name),
-            Value::Null,
-        );
+        return Finished::error(call, problem, Value::Null);
     }
     Finished::json(call, result, is_error, Value::Null, turn.harness.settings.max_tool_result_bytes)
 }

@@ -62,6 +62,8 @@ pub struct Turn<'a> {
     pub attempt: i64,
     /// The session's sandbox, once a tool call needed it.
     pub sandbox: Option<ReadySandbox>,
+    /// Passes over external calls in a row that neither parked nor found a result.
+    pub unparked_passes: u32,
 }
 
 impl Turn<'_> {
@@ -79,7 +81,7 @@ impl Turn<'_> {
             .map_err(|error| TurnFailure::Retryable(error.0))?;
         if !self.harness.bundles.is_done(&sandbox) {
             materialize_bundle(context, &sandbox).await?;
-            self.harness.bundles.mark_done(&sandbox);
+            self.harness.bundles.mark_done(&sandbox, context.sandboxes.hub());
         }
         self.sandbox = Some(sandbox.clone());
         Ok(sandbox)
@@ -104,8 +106,11 @@ impl Turn<'_> {
             }
         }
         loop {
-            self.check_clock()?;
-            match self.next_action() {
+            let action = self.next_action();
+            if !matches!(action, Action::Finish(_)) {
+                self.check_clock()?;
+            }
+            match action {
                 Action::Finish(text) => {
                     return Ok(Some(TurnOutcome {
                         text: (!text.is_empty()).then_some(text),
@@ -191,19 +196,8 @@ impl Turn<'_> {
 
     /// Fails the message once it has run longer than the operator allows.
     fn check_clock(&self) -> Result<(), TurnFailure> {
-        let started = self.context.claimed.message.started_at.unwrap_or_else(now_millis);
-        let limit = self.harness.settings.message_timeout;
-        let elapsed = Duration::from_millis(u64::try_from(now_millis() - started).unwrap_or(0));
         if now_millis() >= self.deadline() {
-            return Err(TurnFailure::Final(TurnError::new(
-                "message_timeout",
-                format!(
-                    "the message ran for {}, longer than the server's limit of {}",
-                    humantime::format_duration(Duration::from_secs(elapsed.as_secs())),
-                    humantime::format_duration(limit)
-                ),
-                Value::Null,
-            )));
+            return Err(TurnFailure::Final(message_timeout(self.harness.settings.message_timeout)));
         }
         Ok(())
     }
@@ -212,6 +206,15 @@ impl Turn<'_> {
     pub fn kind_of(&self, name: &str) -> CallKind {
         tool_calls::kind_of(self.resources.catalog.get(name))
     }
+}
+
+/// The message's error when it ran past `--pi-message-timeout`.
+pub fn message_timeout(limit: Duration) -> TurnError {
+    TurnError::new(
+        "message_timeout",
+        format!("the message ran longer than the server's limit of {}", humantime::format_duration(limit)),
+        Value::Null,
+    )
 }
 
 pub fn internal(message: String) -> TurnFailure {

@@ -259,8 +259,8 @@ async fn check_output_schema(
     tool_call_id: &str,
     result: &Value,
 ) -> ApiResult<()> {
-    let Some(tool_name) = state.store.requested_tool_name(&caller.org_id, session_id, tool_call_id).await? else {
-        // The store explains a tool call it does not know.
+    let Some(tool_name) = state.store.open_tool_call_name(&caller.org_id, session_id, tool_call_id).await? else {
+        // The store explains a tool call it does not know, or that has its result.
         return Ok(());
     };
     let Some(session) = state.store.session(&caller.org_id, session_id).await? else { return Ok(()) };

@@ -221,7 +221,13 @@ fn parse_http_date(value: &str) -> Option<SystemTime> {
     else {
         return None;
     };
-    if !(1..=31).contains(&day) || hours > 23 || minutes > 59 || seconds > 60 {
+    // Years past 9999 are no date a server means, and would overflow the arithmetic below.
+    if !(1..=31).contains(&day)
+        || !(1970..=9999).contains(&year)
+        || !(0..=23).contains(&hours)
+        || !(0..=59).contains(&minutes)
+        || !(0..=60).contains(&seconds)
+    {
         return None;
     }
     let seconds_since_epoch = days_from_civil(year, month, day) * 86_400 + hours * 3600 + minutes * 60 + seconds;

@@ -229,7 +229,8 @@ fn usage(wire: &Value) -> Usage {
     let cache_read_tokens = count(&wire["prompt_tokens_details"]["cached_tokens"]);
     let cache_write_tokens = count(&wire["prompt_tokens_details"]["cache_write_tokens"]);
     Usage {
-        input_tokens: count(&wire["prompt_tokens"]).saturating_sub(cache_read_tokens + cache_write_tokens),
+        input_tokens: count(&wire["prompt_tokens"])
+            .saturating_sub(cache_read_tokens.saturating_add(cache_write_tokens)),
         output_tokens: count(&wire["completion_tokens"]),
         cache_read_tokens,
         cache_write_tokens,
