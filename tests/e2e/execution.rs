@@ -372,7 +372,7 @@ async fn dari_session_send_exits_non_zero_when_the_message_fails() {
 async fn a_runtime_that_never_gets_healthy_or_answers_too_late_fails_the_message_with_its_logs() {
     let control = ControlServer::builder(Engine::Sqlite)
         .workers(4)
-        .args(["--runtime-start-timeout", "2s", "--runtime-advance-timeout", "1s"])
+        .args(["--runtime-start-timeout", "5s", "--runtime-advance-timeout", "1s"])
         .start()
         .await;
 
