@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod floor;
 pub mod grep;
 pub mod round_trip;
+pub mod server;
 pub mod sessions;
 
 use std::fmt::Write as _;
@@ -141,6 +142,15 @@ pub fn format_duration(duration: Duration) -> String {
     } else {
         format!("{:.2} s", micros / 1e6)
     }
+}
+
+/// How much longer `value` took than `reference`, and the ratio: "+1.20 ms, 2.50x".
+pub fn format_overhead(value: Duration, reference: Duration) -> String {
+    format!(
+        "+{}, {:.2}x",
+        format_duration(value.saturating_sub(reference)),
+        value.as_secs_f64() / reference.as_secs_f64().max(1e-9)
+    )
 }
 
 /// A byte count in MiB, with two decimals.
