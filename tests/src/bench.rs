@@ -1,5 +1,6 @@
-//! The benchmarks (`docs/benchmarks.md`): sandboxd's (`bench_sandboxd`), the API's (`bench_api`)
-//! and sessions that run (`bench_sessions`), each run by `cargo run --release -p dari-tests --bin NAME`.
+//! The benchmarks (`docs/benchmarks.md`): sandboxd's (`bench_sandboxd`), the API's (`bench_api`),
+//! sessions that run (`bench_sessions`) and the managed pi harness's own overhead (`bench_pi`),
+//! each run by `cargo run --release -p dari-tests --bin NAME`.
 //!
 //! These machines are noisy, so no figure is printed alone: each one stands beside a reference
 //! measured in the same run (a loopback WebSocket echo, a direct process spawn, the `rg` binary),
@@ -11,6 +12,7 @@ pub mod control;
 pub mod daemon;
 pub mod floor;
 pub mod grep;
+pub mod pi;
 pub mod round_trip;
 pub mod server;
 pub mod sessions;
