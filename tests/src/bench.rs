@@ -1,5 +1,6 @@
-//! The benchmarks (`docs/benchmarks.md`): sandboxd's (`bench_sandboxd`), the API's (`bench_api`)
-//! and sessions that run (`bench_sessions`), each run by `cargo run --release -p dari-tests --bin NAME`.
+//! The benchmarks (`docs/benchmarks.md`): sandboxd's (`bench_sandboxd`), the API's (`bench_api`),
+//! sessions that run (`bench_sessions`) and the managed pi harness's own overhead (`bench_pi`),
+//! each run by `cargo run --release -p dari-tests --bin NAME`.
 //!
 //! These machines are noisy, so no figure is printed alone: each one stands beside a reference
 //! measured in the same run (a loopback WebSocket echo, a direct process spawn, the `rg` binary),
@@ -11,7 +12,9 @@ pub mod control;
 pub mod daemon;
 pub mod floor;
 pub mod grep;
+pub mod pi;
 pub mod round_trip;
+pub mod server;
 pub mod sessions;
 
 use std::fmt::Write as _;
@@ -141,6 +144,15 @@ pub fn format_duration(duration: Duration) -> String {
     } else {
         format!("{:.2} s", micros / 1e6)
     }
+}
+
+/// How much longer `value` took than `reference`, and the ratio: "+1.20 ms, 2.50x".
+pub fn format_overhead(value: Duration, reference: Duration) -> String {
+    format!(
+        "+{}, {:.2}x",
+        format_duration(value.saturating_sub(reference)),
+        value.as_secs_f64() / reference.as_secs_f64().max(1e-9)
+    )
 }
 
 /// A byte count in MiB, with two decimals.

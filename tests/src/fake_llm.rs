@@ -18,6 +18,9 @@
 //! Claude Code's other calls (`HEAD /`, `count_tokens`, `GET /v1/models`) get minimal answers
 //! and anything else a 404; they are recorded too, but are no model requests: they take no
 //! reply ([`FakeLlm::all_requests`] lists them).
+//!
+//! Each record carries when the request came and when its answer went out, so that a benchmark
+//! can tell the fake's own time from its client's (`tests/src/bench/pi.rs`).
 
 mod anthropic;
 mod openai;
@@ -30,7 +33,7 @@ mod wire;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -38,6 +41,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +78,14 @@ struct FakeState {
     stop: CancellationToken,
 }
 
+/// Where to note that the answer to one recorded request has gone out
+/// ([`RecordedRequest::answered_at`]).
+#[derive(Debug)]
+struct AnswerMark {
+    state: Arc<FakeState>,
+    request_idx: usize,
+}
+
 #[derive(Debug, Default)]
 struct Script {
     replies: VecDeque<Reply>,
@@ -102,6 +114,11 @@ impl FakeLlm {
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake LLM");
         let url = format!("http://{}", listener.local_addr().expect("a local address"));
+        // Each frame goes out at once, as a provider streams: with Nagle on, a frame written
+        // while the last one is unacknowledged waits for the client's delayed ACK (40 ms).
+        let listener = listener.tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
         let stopped = state.stop.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).with_graceful_shutdown(stopped.cancelled_owned()).await;
@@ -134,6 +151,13 @@ impl FakeLlm {
     /// The model requests so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.script().requests.iter().filter(|request| request.format.is_some()).cloned().collect()
+    }
+
+    /// The model requests after the first `first`, in order: what came since a caller last
+    /// looked, without copying every earlier request again.
+    pub fn requests_since(&self, first: usize) -> Vec<RecordedRequest> {
+        let script = self.state.script();
+        script.requests.iter().filter(|request| request.format.is_some()).skip(first).cloned().collect()
     }
 
     /// Every request so far, in order, those that are no model requests included.
@@ -170,10 +194,11 @@ impl FakeState {
         self.script().requests.push(request);
     }
 
-    /// Records a model request and takes its reply and its number (1 for the first), under one
-    /// lock so that the n-th request gets the n-th reply.
-    fn take_turn(&self, request: RecordedRequest) -> (Reply, usize) {
+    /// Records a model request and takes its reply, its number (1 for the first) and its place
+    /// among the records, under one lock so that the n-th request gets the n-th reply.
+    fn take_turn(&self, request: RecordedRequest) -> (Reply, usize, usize) {
         let mut script = self.script();
+        let request_idx = script.requests.len();
         script.requests.push(request);
         script.n_model_requests += 1;
         let number = script.n_model_requests;
@@ -183,7 +208,20 @@ impl FakeState {
         };
         drop(script);
         self.model_requests.send_replace(number);
-        (reply, number)
+        (reply, number, request_idx)
+    }
+}
+
+// === impl AnswerMark ===
+
+impl AnswerMark {
+    /// Notes the time, once: the first mark of an answer is the one that counts.
+    fn mark(&self) {
+        let now = Instant::now();
+        let mut script = self.state.script();
+        if let Some(request) = script.requests.get_mut(self.request_idx) {
+            request.answered_at.get_or_insert(now);
+        }
     }
 }
 
@@ -198,10 +236,11 @@ async fn anthropic_messages(
     model_request(&state, WireFormat::Anthropic, recorded(Method::POST, &uri, &headers, &body)).await
 }
 
-async fn model_request(state: &FakeState, format: WireFormat, mut request: RecordedRequest) -> Response {
+async fn model_request(state: &Arc<FakeState>, format: WireFormat, mut request: RecordedRequest) -> Response {
     request.format = Some(format);
-    let (reply, number) = state.take_turn(request.clone());
-    respond::respond(format, reply, &request, number, &state.stop).await
+    let (reply, number, request_idx) = state.take_turn(request.clone());
+    let answered = AnswerMark { state: Arc::clone(state), request_idx };
+    respond::respond(format, reply, &request, number, &state.stop, answered).await
 }
 
 /// `HEAD /` (and `GET /`): Claude Code checks that the endpoint answers before a run.
@@ -250,5 +289,7 @@ fn recorded(method: Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Rec
             .collect(),
         body: serde_json::from_slice(body).unwrap_or(Value::Null),
         format: None,
+        received_at: Instant::now(),
+        answered_at: None,
     }
 }

@@ -27,7 +27,7 @@ const BATCH: usize = 100;
 /// Runs of each measure before any is recorded: connections, caches and the allocator settle.
 const WARMUP: usize = 100;
 /// The file the `read` round trip reads.
-const READ_FILE: &str = "one-kib.txt";
+pub(super) const READ_FILE: &str = "one-kib.txt";
 
 /// The samples of the measures.
 #[derive(Debug, Default)]
@@ -64,16 +64,12 @@ pub async fn measure(sandboxd: &Path, control: &mut BenchControl, iterations: us
     let mut link = control.accept().await?;
     link.welcome().await?;
     let mut turns = Turns {
-        tools: ToolCaller { link, calls: 0 },
+        tools: ToolCaller::new(link),
         echo: EchoFloor::start().await?,
         shell: BashConfig::for_workspace(workspace.path()).shell,
         daemon_pid: daemon.id().context("the daemon is running")?,
         workspace: workspace.path().to_path_buf(),
-        local_tools: ToolContext {
-            workspace: Workspace::new(workspace.path()).context("open the workspace")?,
-            locks: FileLocks::default(),
-            bash: BashConfig::for_workspace(workspace.path()),
-        },
+        local_tools: local_tools(workspace.path())?,
     };
     turns.take(WARMUP, &mut Measures::default()).await?;
     let mut measures = Measures::default();
@@ -134,15 +130,19 @@ impl Turns {
 }
 
 /// Sends tool requests over one link, one at a time, and acknowledges their results.
-struct ToolCaller {
-    link: BenchLink,
+pub(super) struct ToolCaller {
+    pub(super) link: BenchLink,
     calls: u64,
 }
 
 impl ToolCaller {
+    pub(super) fn new(link: BenchLink) -> ToolCaller {
+        ToolCaller { link, calls: 0 }
+    }
+
     /// Runs one tool and returns the time from sending its request to reading its result. The
     /// acknowledgement that follows is not timed: control sends it after it has the result.
-    async fn call(&mut self, name: &str, arguments: &Value) -> anyhow::Result<Duration> {
+    pub(super) async fn call(&mut self, name: &str, arguments: &Value) -> anyhow::Result<Duration> {
         self.calls += 1;
         let id = format!("bench_{}", self.calls);
         let request = ControlFrame::Request {
@@ -172,8 +172,17 @@ impl ToolCaller {
     }
 }
 
+/// The daemon's tools on `workspace`, to call in this process.
+pub(super) fn local_tools(workspace: &Path) -> anyhow::Result<ToolContext> {
+    Ok(ToolContext {
+        workspace: Workspace::new(workspace).context("open the workspace")?,
+        locks: FileLocks::default(),
+        bash: BashConfig::for_workspace(workspace),
+    })
+}
+
 /// Runs a tool in this process and times it.
-async fn call_in_process(context: &ToolContext, name: &str, arguments: &Value) -> anyhow::Result<Duration> {
+pub(super) async fn call_in_process(context: &ToolContext, name: &str, arguments: &Value) -> anyhow::Result<Duration> {
     let arguments = arguments.clone();
     let started = Instant::now();
     let result = run_tool(context, name, arguments, CancellationToken::new(), None).await;
@@ -185,7 +194,7 @@ async fn call_in_process(context: &ToolContext, name: &str, arguments: &Value) -
 }
 
 /// 1,024 bytes of text in lines of 64, like a small source file.
-fn one_kib_of_text() -> String {
+pub(super) fn one_kib_of_text() -> String {
     let line: String = "abcdefghijklmnopqrstuvwxyz0123456789".chars().cycle().take(63).chain(['\n']).collect();
     line.repeat(ECHO_BYTES / line.len())
 }

@@ -24,7 +24,7 @@ use crate::control::ControlServer;
 use crate::sse::SseReader;
 
 /// How long the benchmark waits for the next event of a stream, or for an answer.
-const PATIENCE: Duration = Duration::from_secs(60);
+pub(super) const PATIENCE: Duration = Duration::from_secs(60);
 /// Sessions created before the timed ones (the first sandboxes page the binaries in).
 const WARMUP_SESSIONS: usize = 3;
 /// Sessions set up at once before the throughput measure.
@@ -263,9 +263,9 @@ async fn wait_for_turn(stream: &mut SseReader, message_id: &str) -> anyhow::Resu
 }
 
 /// The public API with the server's key, on a client without an overall timeout (streams stay
-/// open for the whole benchmark).
+/// open for the whole benchmark). The pi benchmark drives sessions with it too.
 #[derive(Clone, Debug)]
-struct Api {
+pub(super) struct Api {
     url: String,
     api_key: String,
     http: reqwest::Client,
@@ -283,18 +283,18 @@ struct Runtime {
 // === impl Api ===
 
 impl Api {
-    fn new(control: &ControlServer) -> anyhow::Result<Api> {
+    pub(super) fn new(control: &ControlServer) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder().connect_timeout(PATIENCE).build().context("an HTTP client")?;
         Ok(Api { url: control.url.clone(), api_key: control.api_key.clone(), http })
     }
 
-    async fn create_session(&self, agent_id: &str) -> anyhow::Result<String> {
+    pub(super) async fn create_session(&self, agent_id: &str) -> anyhow::Result<String> {
         let session = self.post(&format!("/v1/agents/{agent_id}/sessions"), &json!({})).await?;
         session["id"].as_str().map(str::to_owned).context("the session has no id")
     }
 
     /// Sends a text message and waits for its completion on the session's stream.
-    async fn turn(&self, session_id: &str, stream: &mut SseReader, text: &str) -> anyhow::Result<()> {
+    pub(super) async fn turn(&self, session_id: &str, stream: &mut SseReader, text: &str) -> anyhow::Result<()> {
         let message_id = self.send(session_id, text).await?;
         wait_for_turn(stream, &message_id).await
     }
@@ -320,7 +320,7 @@ impl Api {
     }
 
     /// The session's event stream, from its first event.
-    async fn stream(&self, session_id: &str) -> anyhow::Result<SseReader> {
+    pub(super) async fn stream(&self, session_id: &str) -> anyhow::Result<SseReader> {
         let path = format!("/v1/sessions/{session_id}/stream");
         let request = self.http.get(format!("{}{path}", self.url)).bearer_auth(&self.api_key);
         let response = request.header("accept", "text/event-stream").send().await.context("open a stream")?;

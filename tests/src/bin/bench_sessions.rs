@@ -23,10 +23,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use dari_tests::bench::server::{self, ServerBench, postgres_from_env};
 use dari_tests::bench::sessions::{self, SessionTimes, SessionsConfig};
-use dari_tests::bench::{self, BuildDirs, Flavor, RunInfo, Table, format_duration, parse_count, verdict};
-use dari_tests::binaries::{SANDBOXD_PROFILE, build_dari, build_static_sandboxd};
-use dari_tests::control::{ControlServer, ENV_TEST_POSTGRES_URL, Engine, pack_project};
+use dari_tests::bench::{self, Flavor, Table, format_duration, format_overhead, verdict};
+use dari_tests::control::{Engine, pack_project};
 use dari_tests::workspace_root;
 
 const USAGE: &str = "usage: bench_sessions [--sessions N] [--messages N] [--warmup N] [--concurrent-sessions N] \
@@ -52,98 +52,38 @@ fn main() -> ExitCode {
     })
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<BenchConfig>, String> {
-    let postgres = std::env::var(ENV_TEST_POSTGRES_URL).ok().filter(|url| !url.is_empty());
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<BenchConfig>, String> {
     let sessions = SessionsConfig { sessions: 50, messages: 500, warmup: 20, concurrent_sessions: 100, turns: 20 };
-    let mut config = BenchConfig { sessions, postgres };
-    while let Some(flag) = args.next() {
-        if flag == "--postgres" {
-            config.postgres = Some(args.next().ok_or("--postgres needs a URL")?);
-            continue;
-        }
-        let slot = match flag.as_str() {
-            "--sessions" => &mut config.sessions.sessions,
-            "--messages" => &mut config.sessions.messages,
-            "--warmup" => &mut config.sessions.warmup,
-            "--concurrent-sessions" => &mut config.sessions.concurrent_sessions,
-            "--turns" => &mut config.sessions.turns,
-            "-h" | "--help" => return Ok(None),
-            other => return Err(format!("unknown argument {other:?}")),
-        };
-        let value = args.next().ok_or_else(|| format!("{flag} needs a number"))?;
-        *slot = parse_count(&flag, &value)?;
-    }
-    Ok(Some(config))
+    let mut config = BenchConfig { sessions, postgres: postgres_from_env() };
+    let SessionsConfig { sessions, messages, warmup, concurrent_sessions, turns } = &mut config.sessions;
+    let counts = &mut [
+        ("--sessions", sessions),
+        ("--messages", messages),
+        ("--warmup", warmup),
+        ("--concurrent-sessions", concurrent_sessions),
+        ("--turns", turns),
+    ];
+    Ok(server::parse_args(args, counts, &mut config.postgres)?.then_some(config))
 }
 
 async fn run(config: &BenchConfig) -> anyhow::Result<()> {
-    let dirs = BuildDirs::of_current_exe()?;
-    // Under `cargo run --release` this is the release profile, as a deployment runs.
-    let profile = if dirs.profile == "debug" { "dev" } else { dirs.profile.as_str() };
-    if profile != "release" {
-        eprintln!("warning: built in the {profile} profile; run with --release for figures that mean anything");
-    }
-    eprintln!("building dari ({profile} profile) and sandboxd (static, {SANDBOXD_PROFILE} profile)");
-    let dari = build_dari(&dirs.target_dir, profile)?;
-    let sandboxd = build_static_sandboxd(&dirs.target_dir, SANDBOXD_PROFILE)?;
+    let bench = ServerBench::prepare(config.postgres.as_deref())?;
     let archive = pack_project(&workspace_root().join("tests/fixtures/bench-runtime"));
-    let mut engines = vec![Engine::Sqlite];
-    match &config.postgres {
-        Some(url) => engines.push(Engine::Postgres(url.clone())),
-        None => eprintln!("PostgreSQL not configured (--postgres or {ENV_TEST_POSTGRES_URL}): measuring SQLite only"),
-    }
-    // `DARI_LOG` set for the benchmark reaches the servers, whose logs are then kept (to see
-    // where a turn's time goes: `DARI_LOG=warn,sqlx=debug,dari_control=debug`).
-    let kept_log = std::env::var("DARI_LOG").ok().filter(|filter| !filter.is_empty());
-    let log_filter = kept_log.clone().unwrap_or_else(|| "warn".to_owned());
     let mut table = Table::default();
-    let mut notes = Vec::new();
-    for engine in engines {
+    let mut notes = vec![
+        "create → ready: from the POST to the event on the session's stream, opened after the POST and read from its start".to_owned(),
+        "turns: each read as message.status_changed \"completed\" on a stream opened before; direct: one connection per advance, as sandboxd posts".to_owned(),
+    ];
+    for engine in &bench.engines {
         eprintln!("measuring {}", engine.name());
-        let control = ControlServer::builder(engine.clone())
-            .program(&dari)
-            .sandboxd(&sandboxd)
-            .workers(256)
-            .args(["--prewarm-sandboxes"])
-            .log_filter(&log_filter)
-            .start()
-            .await;
+        let control = bench.server(engine).start().await;
         let published = control.publish_archive(&control.api_key, &archive).await;
         let agent_id = published["agent_id"].as_str().context("the publish returned no agent id")?.to_owned();
-        let times = sessions::measure(&control, &agent_id, &sandboxd, &config.sessions).await?;
-        add_rows(&mut table, &engine, &times, &config.sessions);
-        if kept_log.is_some() {
-            let path = dirs.target_dir.join(format!("bench-data/bench_sessions-{}.log", engine.name()));
-            std::fs::create_dir_all(dirs.target_dir.join("bench-data")).context("create bench-data")?;
-            std::fs::write(&path, control.log()).with_context(|| format!("write {}", path.display()))?;
-            notes.push(format!("{}: the server's log (DARI_LOG={log_filter}) is in {}", engine.name(), path.display()));
-        }
-        let warnings = control.unexpected_warnings(&[]);
-        if !warnings.is_empty() {
-            notes.push(format!(
-                "{}: the server logged {} warnings, the first: {}",
-                engine.name(),
-                warnings.len(),
-                warnings[0]
-            ));
-        }
+        let times = sessions::measure(&control, &agent_id, &bench.sandboxd, &config.sessions).await?;
+        add_rows(&mut table, engine, &times, &config.sessions);
+        notes.extend(bench.notes("bench_sessions", &control)?);
     }
-    let info = RunInfo::collect(&workspace_root()).await;
-    println!("bench_sessions on {} ({} CPUs, {}), commit {}", info.date, info.nproc, info.cpu, info.commit);
-    println!("daemon: {} ({SANDBOXD_PROFILE} profile)\n", sandboxd.display());
-    print!("{}", table.render());
-    println!();
-    println!("```text");
-    println!(
-        "create → ready: from the POST to the event on the session's stream, opened after the POST and read from its start"
-    );
-    println!(
-        "turns: each read as message.status_changed \"completed\" on a stream opened before; direct: one connection per advance, as sandboxd posts"
-    );
-    for note in notes {
-        println!("{note}");
-    }
-    println!("```");
+    bench.print_report("bench_sessions", &table, &notes).await;
     Ok(())
 }
 
@@ -157,7 +97,7 @@ fn add_rows(table: &mut Table, engine: &Engine, times: &SessionTimes, config: &S
             format!("{name}: session create → sandbox ready, {label} (n={})", times.ready.len()),
             format_duration(value),
             format!("exec → exit of `sandboxd --version`, {label}: {}", format_duration(reference)),
-            format!("{}{target}", ratio(value, reference)),
+            format!("{}{target}", format_overhead(value, reference)),
         );
     }
     for (label, value, reference) in
@@ -189,12 +129,4 @@ fn add_rows(table: &mut Table, engine: &Engine, times: &SessionTimes, config: &S
 /// " (target < T: met)" on the row that has a target.
 fn target_note(has_target: bool, target: Duration, met: bool) -> String {
     if has_target { format!(" (target < {}: {})", format_duration(target), verdict(met)) } else { String::new() }
-}
-
-fn ratio(value: Duration, reference: Duration) -> String {
-    format!(
-        "+{}, {:.2}x",
-        format_duration(value.saturating_sub(reference)),
-        value.as_secs_f64() / reference.as_secs_f64().max(1e-9)
-    )
 }

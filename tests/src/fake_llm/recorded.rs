@@ -2,6 +2,7 @@
 //! offered, the user's last text, the tool results sent back), answered alike for both formats.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -20,6 +21,12 @@ pub struct RecordedRequest {
     /// Which model API the request called; `None` for anything else (Claude Code's `HEAD /`,
     /// `count_tokens`, a path the fake does not know).
     pub format: Option<WireFormat>,
+    /// When the fake had read the whole request.
+    pub received_at: Instant,
+    /// When the last frame of a model request's answer was handed to the server to write (for
+    /// an error status, when the response was; for an answer that breaks off, when it broke).
+    /// `None` while the answer is still going out, and for requests that are no model requests.
+    pub answered_at: Option<Instant>,
 }
 
 /// A tool result as the request sends it back to the model.

@@ -10,19 +10,21 @@ use tokio_util::sync::CancellationToken;
 
 use super::script::{BROKEN_ANSWER_TEXT, Gate, Reply, ScriptedToolCall, ScriptedUsage};
 use super::wire::{Answer, first_half};
-use super::{RecordedRequest, WireFormat};
+use super::{AnswerMark, RecordedRequest, WireFormat};
 
 /// The model named in an answer when the request named none.
 const DEFAULT_MODEL: &str = "fake-model";
 
-/// Answers model request `number` (1 for the first) with `reply`. Dropping the fake (`stop`)
-/// ends whatever is held or hangs, with a broken connection.
+/// Answers model request `number` (1 for the first) with `reply`, and notes in `answered` when
+/// the answer has gone out. Dropping the fake (`stop`) ends whatever is held or hangs, with a
+/// broken connection.
 pub(super) async fn respond(
     format: WireFormat,
     reply: Reply,
     request: &RecordedRequest,
     number: usize,
     stop: &CancellationToken,
+    answered: AnswerMark,
 ) -> Response {
     let Plan { action, usage, gate } = Plan::new(reply);
     let streamed = request.body["stream"] == Value::Bool(true);
@@ -32,7 +34,7 @@ pub(super) async fn respond(
         && !held_in_body
         && !gate.hold(stop).await
     {
-        return broken(stop);
+        return broken(stop, answered);
     }
     match action {
         Action::Status { status, retry_after, message } => {
@@ -42,18 +44,19 @@ pub(super) async fn respond(
                 let value = retry_after.parse().expect("a scripted retry-after is a header value");
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
+            answered.mark();
             response
         }
         Action::Hang => {
             stop.cancelled().await;
-            broken(stop)
+            broken(stop, answered)
         }
         Action::Answer { text, tool_calls, fault } => {
             let model = request.body["model"].as_str().unwrap_or(DEFAULT_MODEL);
             let answer = Answer { number, model, text: text.as_deref(), tool_calls: &tool_calls, usage: &usage };
             if streamed {
                 let steps = stream_steps(format, &answer, fault, gate);
-                body_response(steps, "text/event-stream", stop)
+                body_response(steps, "text/event-stream", stop, answered)
             } else {
                 let whole = format.whole_answer(&answer).to_string();
                 let steps = match fault {
@@ -61,7 +64,7 @@ pub(super) async fn respond(
                     Fault::Malformed => vec![Step::Send(first_half(&whole).to_owned())],
                     Fault::Cut => vec![Step::Send(first_half(&whole).to_owned()), Step::Cut],
                 };
-                body_response(steps, "application/json", stop)
+                body_response(steps, "application/json", stop, answered)
             }
         }
     }
@@ -157,24 +160,36 @@ fn stream_steps(format: WireFormat, answer: &Answer<'_>, fault: Fault, gate: Opt
     steps
 }
 
-/// A 200 response whose body goes out step by step, each send its own write.
-fn body_response(steps: Vec<Step>, content_type: &'static str, stop: &CancellationToken) -> Response {
-    let stream = futures_util::stream::unfold((steps.into_iter(), stop.clone()), |(mut steps, stop)| async move {
+/// A 200 response whose body goes out step by step, each send its own write. The answer is
+/// marked gone out as its last step is handed to the server, before its client can have it.
+fn body_response(
+    steps: Vec<Step>,
+    content_type: &'static str,
+    stop: &CancellationToken,
+    answered: AnswerMark,
+) -> Response {
+    let start = (steps.into_iter(), stop.clone(), answered);
+    let stream = futures_util::stream::unfold(start, |(mut steps, stop, answered)| async move {
         loop {
             match steps.next()? {
                 Step::Send(data) => {
                     // Lets the server flush what came before: one frame, one write.
                     tokio::task::yield_now().await;
-                    return Some((Ok(Bytes::from(data)), (steps, stop)));
+                    if steps.as_slice().is_empty() {
+                        answered.mark();
+                    }
+                    return Some((Ok(Bytes::from(data)), (steps, stop, answered)));
                 }
                 Step::Hold(gate) => {
                     if !gate.hold(&stop).await {
-                        return Some((Err(cut_error()), (Vec::new().into_iter(), stop)));
+                        answered.mark();
+                        return Some((Err(cut_error()), (Vec::new().into_iter(), stop, answered)));
                     }
                 }
                 Step::Cut => {
                     tokio::task::yield_now().await;
-                    return Some((Err(cut_error()), (Vec::new().into_iter(), stop)));
+                    answered.mark();
+                    return Some((Err(cut_error()), (Vec::new().into_iter(), stop, answered)));
                 }
             }
         }
@@ -185,8 +200,8 @@ fn body_response(steps: Vec<Step>, content_type: &'static str, stop: &Cancellati
 
 /// A response whose body fails at once, so that the connection breaks: what a request held or
 /// hung when the fake stops gets.
-fn broken(stop: &CancellationToken) -> Response {
-    body_response(vec![Step::Cut], "text/plain", stop)
+fn broken(stop: &CancellationToken, answered: AnswerMark) -> Response {
+    body_response(vec![Step::Cut], "text/plain", stop, answered)
 }
 
 fn cut_error() -> std::io::Error {

@@ -1,7 +1,7 @@
 //! The fake driven over HTTP with reqwest: each reply kind's frames in both formats, summed up
 //! one line a frame, then the script, the recording and the request inspectors.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -374,6 +374,35 @@ async fn every_request_is_recorded_and_model_requests_can_be_awaited() {
     assert_eq!(anthropic.body["model"], "claude-test");
 }
 
+#[tokio::test]
+async fn each_model_request_records_when_it_came_and_when_its_answer_went_out() {
+    let fake = FakeLlm::start().await;
+    let gate = Gate::new();
+    fake.push(Reply::text("held").gated(&gate));
+    fake.push(Reply::status(503, "down"));
+    let before = Instant::now();
+    let pending = tokio::spawn(ask_raw(format!("{}/chat/completions", fake.openai_base_url()), openai_body(true)));
+    gate.wait_until_held().await;
+    let held = &fake.requests()[0];
+    assert!(held.received_at >= before);
+    assert_eq!(held.answered_at, None, "a stream held half-way has not gone out");
+
+    let released = Instant::now();
+    gate.release();
+    let response = pending.await.expect("the task").expect("a response");
+    response.text().await.expect("the whole stream");
+    let read = Instant::now();
+    let answered_at = fake.requests()[0].answered_at.expect("the answer went out");
+    assert!(released <= answered_at && answered_at <= read, "marked as the last frame went out");
+
+    let status = ask(&fake, OPENAI, false).await;
+    assert_eq!(status.status(), 503);
+    let since = fake.requests_since(1);
+    assert_eq!(since.len(), 1, "{since:#?}");
+    assert!(since[0].answered_at.is_some_and(|answered_at| answered_at >= since[0].received_at));
+    assert!(fake.requests_since(2).is_empty());
+}
+
 #[test]
 fn the_inspectors_read_both_formats_alike() {
     let openai = recorded(
@@ -562,5 +591,7 @@ fn recorded(format: WireFormat, body: Value) -> RecordedRequest {
         headers: Default::default(),
         body,
         format: Some(format),
+        received_at: Instant::now(),
+        answered_at: None,
     }
 }
