@@ -37,7 +37,7 @@ use crate::persistence::{
 use crate::secrets::{new_token, token_hash};
 use crate::sync::lock;
 
-pub use provider::{ProvisionRequest, Provisioned, SandboxProvider};
+pub use provider::{ProvisionRequest, Provisioned, SandboxEnv, SandboxProvider};
 
 /// The largest workspace archive a sandbox may send.
 pub const MAX_WORKSPACE_ARCHIVE_BYTES: u64 = 1 << 30;
@@ -138,11 +138,12 @@ impl Sandboxes {
         &self,
         session: &SessionRecord,
         requested: Option<ManifestProvider>,
+        env: &SandboxEnv,
     ) -> Result<ReadySandbox, SandboxError> {
         let gate = self.gate(&session.id);
         let ready = {
             let _turn = gate.lock().await;
-            self.ensure_gated(session, requested).await
+            self.ensure_gated(session, requested, env).await
         };
         drop(gate);
         self.release_gate(&session.id);
@@ -167,6 +168,7 @@ impl Sandboxes {
         &self,
         session: &SessionRecord,
         requested: Option<ManifestProvider>,
+        env: &SandboxEnv,
     ) -> Result<ReadySandbox, SandboxError> {
         let store = &self.inner.store;
         if let Some(live) = store.live_sandbox(&session.id).await.map_err(internal)? {
@@ -174,20 +176,21 @@ impl Sandboxes {
                 // Provisioning was interrupted (this process holds the gate, so an earlier one
                 // was): its setup may be half done. Start over.
                 self.teardown(&live, "provisioning was interrupted", false).await;
-                return self.provision(session, requested).await;
+                return self.provision(session, requested, env).await;
             }
             match self.wait_ready(&live).await {
                 Ok(ready) => return Ok(ready),
                 Err(reason) => self.teardown(&live, &format!("lost: {reason}"), false).await,
             }
         }
-        self.provision(session, requested).await
+        self.provision(session, requested, env).await
     }
 
     async fn provision(
         &self,
         session: &SessionRecord,
         requested: Option<ManifestProvider>,
+        env: &SandboxEnv,
     ) -> Result<ReadySandbox, SandboxError> {
         let store = &self.inner.store;
         let id = new_id(SANDBOX_PREFIX);
@@ -213,6 +216,7 @@ impl Sandboxes {
             control_url: self.inner.settings.link_url.clone(),
             token,
             internet_access: session.internet_access,
+            env: env.clone(),
         };
         let provisioned = match self.inner.provider.provision(&request).await {
             Ok(provisioned) => provisioned,

@@ -224,7 +224,11 @@ impl Worker {
             let result = match &manifest.harness {
                 Harness::CustomRuntimeServer(spec) => {
                     // The sandbox's idle clock restarts when the turn's outcome is committed.
-                    match self.inner.sandboxes.ensure(&claimed.session, manifest.sandbox.provider).await {
+                    let env = match self.inner.secrets.environment(&claimed.session, &manifest.sandbox).await {
+                        Ok(env) => env,
+                        Err(error) => return Err(error.into_turn_error()),
+                    };
+                    match self.inner.sandboxes.ensure(&claimed.session, manifest.sandbox.provider, &env).await {
                         Ok(sandbox) => {
                             self.inner.custom_runtime.run_turn(&context, spec, manifest, &sandbox).await.map(Some)
                         }

@@ -16,7 +16,6 @@ use dari_protocol::manifest::{CustomRuntimeServer, Manifest, RUNTIME_PROTOCOL};
 use serde_json::{Map, Value, json};
 
 use super::in_sandbox::{BUNDLE_DIR, PerBoot, materialize_bundle, request};
-use super::secrets::SandboxSecretsError;
 use super::{TurnContext, TurnFailure};
 use crate::ids::new_id;
 use crate::persistence::{StateChange, TurnError, TurnOutcome};
@@ -132,18 +131,14 @@ impl CustomRuntimeHarness {
                 Value::Null,
             ))
         })?;
-        // The declared secrets join `sandbox.env` (a name cannot be in both: validation refuses
-        // it). Values are only in this request: a failure names secrets, never their values.
-        let secrets =
-            context.secrets.resolve(&context.claimed.session, &manifest.sandbox.secrets).await.map_err(|error| {
-                let details = match &error {
-                    SandboxSecretsError::Missing { names } => json!({"missing_secrets": names}),
-                    SandboxSecretsError::Read { .. } => Value::Null,
-                };
-                TurnFailure::Final(TurnError::new("sandbox_setup_failed", error.to_string(), details))
-            })?;
-        let mut env = manifest.sandbox.env.clone();
-        env.extend(secrets);
+        // The sandbox's environment already holds `sandbox.env` and the secrets; the server gets
+        // them again explicitly, so that a daemon adopted from an earlier configuration agrees.
+        let env = context
+            .secrets
+            .environment(&context.claimed.session, &manifest.sandbox)
+            .await
+            .map_err(|error| TurnFailure::Final(error.into_turn_error()))?
+            .0;
         let start = Operation::RuntimeStart(RuntimeStart {
             command: spec.command.clone(),
             port,

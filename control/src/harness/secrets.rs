@@ -1,14 +1,19 @@
-//! The secrets a session's runtime gets: each name the version declares in `sandbox.secrets`,
+//! The secrets a session's sandbox gets: each name the version declares in `sandbox.secrets`,
 //! taken from the session's own `secrets` when it has that name, else from the organization's
 //! stored credential of that name. Names the version does not declare never leave the database.
 //!
-//! Values are opened only here, when a runtime server starts, and go only into its environment
-//! (`RuntimeStart.env`): never into events, logs or error messages, which name secrets, never
-//! their values.
+//! Values are opened only here, when a sandbox is provisioned or a runtime server starts, and go
+//! only into their environments (`ProvisionRequest.env`, `RuntimeStart.env`): never into events,
+//! logs or error messages, which name secrets, never their values. The model's keys are opened
+//! here too, for the model calls only.
 
 use std::collections::BTreeMap;
 
-use crate::persistence::{SessionRecord, Store};
+use dari_protocol::manifest::Sandbox;
+use serde_json::{Value, json};
+
+use crate::persistence::{SessionRecord, Store, TurnError};
+use crate::sandboxes::SandboxEnv;
 use crate::secrets::{MasterKey, credential_seal_context, llm_api_key_seal_context, session_secrets_seal_context};
 
 /// Opens the secrets that sandboxes are given.
@@ -38,7 +43,30 @@ pub enum SandboxSecretsError {
     },
 }
 
+impl SandboxSecretsError {
+    /// The message's error when a sandbox cannot get its secrets: it names them, never values.
+    pub fn into_turn_error(self) -> TurnError {
+        let details = match &self {
+            SandboxSecretsError::Missing { names } => json!({"missing_secrets": names}),
+            SandboxSecretsError::Read { .. } => Value::Null,
+        };
+        TurnError::new("sandbox_setup_failed", self.to_string(), details)
+    }
+}
+
 impl SandboxSecrets {
+    /// A sandbox's environment: `sandbox.env`'s literals and the declared secrets' values (a name
+    /// cannot be in both: validation refuses it).
+    pub async fn environment(
+        &self,
+        session: &SessionRecord,
+        sandbox: &Sandbox,
+    ) -> Result<SandboxEnv, SandboxSecretsError> {
+        let mut env = sandbox.env.clone();
+        env.extend(self.resolve(session, &sandbox.secrets).await?);
+        Ok(SandboxEnv(env))
+    }
+
     pub fn new(store: Store, master_key: MasterKey) -> SandboxSecrets {
         SandboxSecrets { store, master_key }
     }

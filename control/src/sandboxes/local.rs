@@ -72,6 +72,8 @@ impl LocalProvider {
         // The operator's variables come last but cannot replace the daemon's own configuration
         // (the configuration refuses SANDBOXD_* names).
         environment.extend(self.extra_env.iter().map(|(key, value)| (key.clone(), value.clone())));
+        // The manifest's variables and secrets override the operator's.
+        environment.extend(request.env.0.iter().map(|(key, value)| (key.clone(), value.clone())));
         #[allow(clippy::disallowed_methods, reason = "the local provider is the control plane's one process starter")]
         let mut command = tokio::process::Command::new(&self.sandboxd);
         command

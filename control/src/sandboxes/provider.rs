@@ -18,6 +18,20 @@ pub struct ProvisionRequest {
     /// The sandbox's link token, for `SANDBOXD_TOKEN`; never logged.
     pub token: String,
     pub internet_access: bool,
+    /// The sandbox's own environment: the manifest's `sandbox.env` and the declared secrets. Every
+    /// process in the sandbox sees it (tools, the runtime server).
+    pub env: SandboxEnv,
+}
+
+/// Variables for a sandbox's environment. Its `Debug` shows the names only: values may be
+/// secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SandboxEnv(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for SandboxEnv {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("SandboxEnv").field("names", &self.0.keys().collect::<Vec<_>>()).finish()
+    }
 }
 
 /// A started sandbox.

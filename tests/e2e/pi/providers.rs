@@ -172,3 +172,36 @@ async fn a_session_picks_its_model_from_llm_options_with_llm_id() {
         assert_eq!((request.model(), request.format), (Some(model), Some(format)));
     }
 }
+
+#[tokio::test]
+async fn sandbox_env_and_declared_secrets_reach_the_tools_and_nothing_else() {
+    const TOKEN: &str = "tok-declared-7c1e";
+    const UNDECLARED: &str = "tok-undeclared-22b0";
+    let fake = FakeLlm::start().await;
+    let control = server(Engine::Sqlite, &fake).start().await;
+    let org_id = control.org_id().await;
+    for (name, value) in [("API_TOKEN", TOKEN), ("OTHER_TOKEN", UNDECLARED)] {
+        let (status, body) =
+            control.put(&format!("/v1/organizations/{org_id}/credentials/{name}"), &json!({"value": value})).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    let sandbox = "sandbox:\n  env:\n    GREETING: hello-from-env\n  secrets: [API_TOKEN]\n";
+    let agent = deploy(&control, &manifest(sandbox), &[]).await;
+    let session_id = new_session(&control, &agent).await;
+    // The command names the secret without holding its value (the arguments are in the ledger).
+    let command = r#"echo "greeting=$GREETING"; case "$API_TOKEN" in tok-declared-????) echo token-ok;; esac; echo "other=${OTHER_TOKEN:-unset}""#;
+    fake.push(Reply::tool_calls([ScriptedToolCall::new("call_env", "bash", &json!({"command": command}))]));
+    fake.push(Reply::text("checked"));
+    let message_id = send(&control, &session_id, "check the environment").await;
+    let message = finished(&control, &session_id, &message_id).await;
+    assert_eq!(message["status"], "completed", "{message}");
+    let output = fake.requests()[1].tool_result_texts().join("\n");
+    assert!(output.contains("greeting=hello-from-env"), "{output}");
+    assert!(output.contains("token-ok"), "the declared secret is in the sandbox: {output}");
+    assert!(output.contains("other=unset"), "an undeclared credential is not: {output}");
+    let ledger = serde_json::to_string(&events(&control, &session_id).await).expect("JSON");
+    assert!(
+        !ledger.contains(TOKEN) && !control.log().contains(TOKEN),
+        "the secret's value stays out of the ledger and log"
+    );
+}

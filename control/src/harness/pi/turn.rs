@@ -74,9 +74,14 @@ impl Turn<'_> {
             return Ok(sandbox.clone());
         }
         let context = self.context;
+        let env = context
+            .secrets
+            .environment(&context.claimed.session, &self.manifest.sandbox)
+            .await
+            .map_err(|error| TurnFailure::Final(error.into_turn_error()))?;
         let sandbox = context
             .sandboxes
-            .ensure(&context.claimed.session, self.manifest.sandbox.provider)
+            .ensure(&context.claimed.session, self.manifest.sandbox.provider, &env)
             .await
             .map_err(|error| TurnFailure::Retryable(error.0))?;
         if !self.harness.bundles.is_done(&sandbox) {

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use dari_protocol::manifest::{Manifest, SandboxProvider, is_credential_name};
+use dari_protocol::manifest::{Manifest, Sandbox, is_credential_name};
 
 use crate::api::sessions::{CreateSession, Session, SessionList};
 use crate::api::{ErrorBody, timestamp};
+use crate::harness::secrets::SandboxSecrets;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery, Caller};
@@ -48,8 +49,8 @@ pub(super) struct SessionPlan {
     storage_binding_id: Option<String>,
     sealed_secrets: Option<String>,
     sealed_llm_api_key: Option<String>,
-    /// The manifest's `sandbox.provider`, for a pre-warmed sandbox.
-    pub(super) sandbox_provider: Option<SandboxProvider>,
+    /// The manifest's `sandbox` section, for a pre-warmed sandbox.
+    pub(super) sandbox: Sandbox,
 }
 
 impl SessionPlan {
@@ -86,9 +87,18 @@ pub(crate) async fn create(
     tracing::info!(org.id = %caller.org_id, session.id = %record.id, agent.id = %agent_id, "created session");
     if state.execution.prewarm {
         let sandboxes = state.execution.sandboxes.clone();
+        let secrets = SandboxSecrets::new(state.store.clone(), state.master_key.clone());
         let warming = record.clone();
         tokio::spawn(async move {
-            if let Err(error) = sandboxes.ensure(&warming, plan.sandbox_provider).await {
+            let env = match secrets.environment(&warming, &plan.sandbox).await {
+                Ok(env) => env,
+                Err(error) => {
+                    // The first message fails with this, naming the secret; nothing to warm.
+                    tracing::info!(session.id = %warming.id, "not pre-warming the session's sandbox: {error}");
+                    return;
+                }
+            };
+            if let Err(error) = sandboxes.ensure(&warming, plan.sandbox.provider, &env).await {
                 tracing::warn!(session.id = %warming.id, "could not pre-warm the session's sandbox: {error}");
             }
         });
@@ -248,7 +258,7 @@ pub(super) async fn plan_session(
         storage_binding_id: request.storage_binding_id,
         sealed_secrets,
         sealed_llm_api_key,
-        sandbox_provider: manifest.sandbox.provider,
+        sandbox: manifest.sandbox.clone(),
     })
 }
 
