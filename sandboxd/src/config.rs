@@ -23,6 +23,11 @@ pub const ENV_LOG: &str = "SANDBOXD_LOG";
 pub const DEFAULT_LOG_FILTER: &str = "warn,sandboxd=info";
 /// `text` (default) or `json`.
 pub const ENV_LOG_FORMAT: &str = "SANDBOXD_LOG_FORMAT";
+/// The memory cgroup's event counter (a file with an `oom_kill N` line), set by the jail: how the
+/// daemon tells an out-of-memory kill from any other SIGKILL.
+pub const ENV_MEMORY_EVENTS: &str = "SANDBOXD_MEMORY_EVENTS";
+/// The sandbox's memory limit in MiB, set by the jail, for the messages of out-of-memory kills.
+pub const ENV_MEMORY_LIMIT_MB: &str = "SANDBOXD_MEMORY_LIMIT_MB";
 
 /// Where configuration strings come from: the process environment, or a map in tests.
 pub trait Strings {

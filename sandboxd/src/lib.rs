@@ -9,6 +9,7 @@ pub mod config;
 pub mod custom_tools;
 pub mod exec;
 pub mod http;
+pub mod jail;
 pub mod link;
 pub mod process;
 pub mod pty;

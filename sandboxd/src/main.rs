@@ -11,6 +11,8 @@
 //! Its local face, for people and tests:
 //! - `sandboxd tool NAME 'JSON' --workspace DIR` runs one built-in tool and prints its result as
 //!   JSON (`{content, is_error, details}`);
+//! - `sandboxd jail [--sandbox-id ID --workspace DIR …] [-- PROGRAM…]` runs `sandboxd run` (or the
+//!   program) in the local jail (see `jail.rs`);
 //! - `sandboxd bundle extract --archive FILE --into DIR [--sha256 HEX] [--read-only]` unpacks a
 //!   source bundle, refusing every escape and writing nothing unless the whole archive is sound.
 //!
@@ -25,6 +27,7 @@ use clap::{Parser, Subcommand};
 use dari_bundle::{BundleLimits, ExtractOptions, extract};
 use sandboxd::bundle::ControlEndpoint;
 use sandboxd::config::{self, DaemonConfig, Environment};
+use sandboxd::jail::{self, JailSpec};
 use sandboxd::link::{Daemon, DaemonExit, Services};
 use sandboxd::tools::{BashConfig, FileLocks, ToolContext, Workspace, run_tool};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +57,12 @@ enum Command {
     /// Source bundle operations.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Run a program (by default `sandboxd run`) in a new jail: namespaces, a read-only root, cgroup
+    /// limits and no network unless --host-network. Needs root or unprivileged user namespaces.
+    Jail(JailSpec),
+    /// The jail's first process; started by `jail`, never by hand.
+    #[command(hide = true)]
+    JailInit(JailSpec),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +92,9 @@ fn main() -> ExitCode {
         Command::Bundle(BundleCommand::Extract { archive, into, sha256, read_only }) => {
             extract_bundle(&archive, &into, sha256.as_deref(), read_only)
         }
+        // The init is started with the launcher's own arguments.
+        Command::Jail(spec) => jail::launch(&spec, std::env::args_os().skip(2).collect()),
+        Command::JailInit(spec) => jail::init(&spec),
     }
 }
 
