@@ -23,9 +23,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dari_protocol::link::{Operation, Outcome};
-use dari_protocol::manifest::SandboxProvider as ManifestProvider;
+use dari_protocol::link::{DaemonEvent, Operation, Outcome};
+use dari_protocol::manifest::{Sandbox as SandboxSection, SandboxProvider as ManifestProvider};
 use serde_json::json;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::EventBus;
@@ -120,8 +121,8 @@ impl Sandboxes {
 
     /// The port a runtime server in a sandbox listens on: the manifest's, or, where sandboxes
     /// share this host's network, a free one of its own (the server reads it from `PORT`).
-    pub fn runtime_port(&self, declared: u16) -> std::io::Result<u16> {
-        if !self.inner.provider.shares_host_network() {
+    pub fn runtime_port(&self, declared: u16, internet_access: bool) -> std::io::Result<u16> {
+        if !self.inner.provider.shares_host_network(internet_access) {
             return Ok(declared);
         }
         Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
@@ -130,20 +131,21 @@ impl Sandboxes {
     /// The session's sandbox, ready: the live one when its daemon is on the link (or comes back
     /// within the ready timeout), else a new one.
     ///
-    /// `requested` is the manifest's `sandbox.provider`. This server has one provider and runs
+    /// `section` is the manifest's `sandbox`: its `resources` go to the provider, and its
+    /// `provider` is what the version asked for. This server has one provider and runs
     /// every sandbox on it: a version that asks for another (`e2b`, `modal`) runs here all the
     /// same, and its `sandbox.status_changed` event to `ready` says what was asked for
     /// (`detail.requested_provider`), so that nobody mistakes where it ran.
     pub async fn ensure(
         &self,
         session: &SessionRecord,
-        requested: Option<ManifestProvider>,
+        section: &SandboxSection,
         env: &SandboxEnv,
     ) -> Result<ReadySandbox, SandboxError> {
         let gate = self.gate(&session.id);
         let ready = {
             let _turn = gate.lock().await;
-            self.ensure_gated(session, requested, env).await
+            self.ensure_gated(session, section, env).await
         };
         drop(gate);
         self.release_gate(&session.id);
@@ -167,7 +169,7 @@ impl Sandboxes {
     async fn ensure_gated(
         &self,
         session: &SessionRecord,
-        requested: Option<ManifestProvider>,
+        section: &SandboxSection,
         env: &SandboxEnv,
     ) -> Result<ReadySandbox, SandboxError> {
         let store = &self.inner.store;
@@ -176,20 +178,20 @@ impl Sandboxes {
                 // Provisioning was interrupted (this process holds the gate, so an earlier one
                 // was): its setup may be half done. Start over.
                 self.teardown(&live, "provisioning was interrupted", false).await;
-                return self.provision(session, requested, env).await;
+                return self.provision(session, section, env).await;
             }
             match self.wait_ready(&live).await {
                 Ok(ready) => return Ok(ready),
                 Err(reason) => self.teardown(&live, &format!("lost: {reason}"), false).await,
             }
         }
-        self.provision(session, requested, env).await
+        self.provision(session, section, env).await
     }
 
     async fn provision(
         &self,
         session: &SessionRecord,
-        requested: Option<ManifestProvider>,
+        section: &SandboxSection,
         env: &SandboxEnv,
     ) -> Result<ReadySandbox, SandboxError> {
         let store = &self.inner.store;
@@ -210,12 +212,14 @@ impl Sandboxes {
             )));
         };
         self.inner.hub.register(&id);
+        self.record_out_of_memory(&record);
         let request = ProvisionRequest {
             sandbox_id: id.clone(),
             session_id: session.id.clone(),
             control_url: self.inner.settings.link_url.clone(),
             token,
             internet_access: session.internet_access,
+            resources: section.resources.clone(),
             env: env.clone(),
         };
         let provisioned = match self.inner.provider.provision(&request).await {
@@ -263,7 +267,8 @@ impl Sandboxes {
         }
         let mut detail = json!({"boot_id": ready.boot_id, "restored": provisioned.fresh_workspace});
         let provider = self.inner.provider.name();
-        if let Some(requested) = requested.map(manifest_provider_name).filter(|requested| *requested != provider) {
+        if let Some(requested) = section.provider.map(manifest_provider_name).filter(|requested| *requested != provider)
+        {
             tracing::info!(
                 sandbox_id = %id, session_id = %session.id, requested, provider,
                 "the version asks for sandbox.provider {requested}; this server runs its sandboxes on {provider}"
@@ -375,8 +380,31 @@ impl Sandboxes {
         let live = self.inner.store.live_sandboxes(&self.inner.settings.link_url).await?;
         for record in &live {
             self.inner.hub.register(&record.id);
+            self.record_out_of_memory(record);
         }
         Ok(live.len())
+    }
+
+    /// Writes each out-of-memory report of the sandbox's daemon to its session's ledger
+    /// (`sandbox.out_of_memory`), for as long as the hub knows the sandbox.
+    fn record_out_of_memory(&self, record: &SandboxRecord) {
+        let Ok(mut events) = self.inner.hub.subscribe(&record.id) else { return };
+        let (store, bus, record) = (self.inner.store.clone(), self.inner.bus.clone(), record.clone());
+        tokio::spawn(async move {
+            loop {
+                let (oom_kills, limit_mb) = match events.recv().await {
+                    Ok(DaemonEvent::OutOfMemory { oom_kills, limit_mb }) => (oom_kills, limit_mb),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let data = json!({"sandbox_id": record.id, "oom_kills": oom_kills, "memory_mb": limit_mb});
+                match store.sandbox_out_of_memory(&record, data).await {
+                    Ok(Some(sequence)) => bus.notify(&record.session_id, sequence),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(sandbox_id = %record.id, "record an out-of-memory kill: {error:#}"),
+                }
+            }
+        });
     }
 
     /// Runs the reaper until `cancel`: lost sandboxes are torn down, idle ones archived and torn

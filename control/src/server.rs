@@ -11,12 +11,13 @@ mod models;
 mod tls;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::blobs::LocalBlobStore;
@@ -26,13 +27,13 @@ use crate::harness::secrets::SandboxSecrets;
 use crate::http::{self, ApiSettings, AppState};
 use crate::hub::{Hub, HubSettings};
 use crate::persistence::Store;
-use crate::sandboxes::local::LocalProvider;
-use crate::sandboxes::{SandboxSettings, Sandboxes};
+use crate::sandboxes::local::{self, LocalJail, LocalProvider};
+use crate::sandboxes::{SandboxProvider, SandboxSettings, Sandboxes};
 use crate::secrets::MasterKey;
 use crate::worker::{Worker, WorkerSettings};
 
 pub use bootstrap::{BOOTSTRAP_KEY_FILE, Bootstrap};
-pub use config::{ExecutionConfig, ServerArgs, ServerConfig, TlsConfig};
+pub use config::{ExecutionConfig, Isolation, JailConfig, ServerArgs, ServerConfig, TlsConfig};
 
 /// How long requests in flight may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -41,6 +42,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    /// The link's Unix socket, for jailed sandboxes (which may have no network).
+    link_listener: Option<UnixListener>,
     /// HTTPS when set.
     tls: Option<Arc<rustls::ServerConfig>>,
     state: AppState,
@@ -85,9 +88,21 @@ impl Server {
             stream_poll_interval: config.stream_poll_interval,
         });
         let bus = EventBus::new(config.stream_limits);
+        let sandboxes_root = config.data_dir.join("sandboxes");
+        let jail = local_jail(&config.execution, &sandboxes_root).await?;
+        let link_listener = match &jail {
+            Some(_) => Some(bind_link_socket(&local::link_dir(&sandboxes_root))?),
+            None => None,
+        };
+        let provider = Arc::new(LocalProvider::new(
+            config.execution.sandboxd.clone(),
+            sandboxes_root,
+            config.execution.sandbox_env.clone(),
+            jail,
+        ));
         let (sandboxes, worker) = execution(
             &config.execution,
-            &config.data_dir,
+            provider,
             &store,
             &bus,
             &master_key,
@@ -100,7 +115,7 @@ impl Server {
         }
         let execution = http::Execution { sandboxes, wake: worker.waker(), prewarm: config.execution.prewarm };
         let state = AppState { store, blobs, master_key, settings, bus, shutdown: CancellationToken::new(), execution };
-        Ok(Server { listener, tls, state, worker, local_addr, bootstrap })
+        Ok(Server { listener, link_listener, tls, state, worker, local_addr, bootstrap })
     }
 
     /// The URL the server answers on: `https://…` with TLS, `http://…` without.
@@ -111,7 +126,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Server { listener, tls, state, worker, .. } = self;
+        let Server { listener, link_listener, tls, state, worker, .. } = self;
         let store = state.store.clone();
         let streams_end = state.shutdown.clone();
         let sandboxes = state.execution.sandboxes.clone();
@@ -119,6 +134,9 @@ impl Server {
         let working = tokio::spawn(worker.run(work_end.clone()));
         tokio::spawn(sandboxes.clone().reap(work_end.clone()));
         let router = http::router(state);
+        // Jailed sandboxes' links; they are closed by the sandboxes' shutdown, before the drain.
+        let link_serving = link_listener
+            .map(|listener| AbortOnDrop(tokio::spawn(http::serve(listener, router.clone(), std::future::pending()))));
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;
@@ -155,15 +173,65 @@ impl Server {
                 }
             },
         };
+        drop(link_serving);
         store.close().await;
         result.context("the HTTP server task")?
     }
 }
 
-/// The sandbox hub, the local provider, the sandboxes and the worker of a server.
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Whether local sandboxes are jailed: `--sandbox-isolation jail` insists (and fails to start
+/// when this machine cannot make a jail), `auto` takes the jail where it works.
+async fn local_jail(config: &ExecutionConfig, sandboxes_root: &Path) -> anyhow::Result<Option<LocalJail>> {
+    let jail = LocalJail { root_fs: config.jail.root.clone(), pids_max: config.jail.pids_max };
+    match config.jail.isolation {
+        Isolation::None => Ok(None),
+        Isolation::Jail => {
+            local::probe_jail(&config.sandboxd, sandboxes_root, &jail).await.context(
+                "--sandbox-isolation jail: this machine cannot make a jail (run as root, allow unprivileged user \
+                 namespaces, or use --sandbox-isolation none)",
+            )?;
+            Ok(Some(jail))
+        }
+        Isolation::Auto => match local::probe_jail(&config.sandboxd, sandboxes_root, &jail).await {
+            Ok(()) => Ok(Some(jail)),
+            Err(error) => {
+                tracing::warn!(
+                    "local sandboxes run WITHOUT isolation: this machine cannot make a jail ({error:#}); run as root \
+                     or allow unprivileged user namespaces, or pass --sandbox-isolation none to silence this"
+                );
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// Listens on the link's Unix socket, replacing the socket a previous run left.
+fn bind_link_socket(dir: &Path) -> anyhow::Result<UnixListener> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let path = dir.join(local::LINK_SOCKET);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("remove the old socket {}", path.display())),
+    }
+    UnixListener::bind(&path).with_context(|| {
+        format!("listen on {} (a socket path may be at most 107 bytes: choose a shorter --data-dir)", path.display())
+    })
+}
+
+/// The sandbox hub, the sandboxes on `provider` and the worker of a server.
 fn execution(
     config: &ExecutionConfig,
-    data_dir: &std::path::Path,
+    provider: Arc<dyn SandboxProvider>,
     store: &Store,
     bus: &EventBus,
     master_key: &MasterKey,
@@ -171,8 +239,6 @@ fn execution(
     local_link_url: String,
 ) -> anyhow::Result<(Sandboxes, Worker)> {
     let hub = Hub::new(HubSettings { lost_grace: config.lost_grace, ..HubSettings::default() });
-    let provider =
-        Arc::new(LocalProvider::new(config.sandboxd.clone(), data_dir.join("sandboxes"), config.sandbox_env.clone()));
     let link_url = config.link_url.clone().unwrap_or(local_link_url);
     let settings = SandboxSettings { idle_timeout: config.idle_timeout, ..SandboxSettings::new(link_url) };
     let sandboxes = Sandboxes::new(store.clone(), hub, provider, bus.clone(), settings);

@@ -228,7 +228,7 @@ impl Worker {
                         Ok(env) => env,
                         Err(error) => return Err(error.into_turn_error()),
                     };
-                    match self.inner.sandboxes.ensure(&claimed.session, manifest.sandbox.provider, &env).await {
+                    match self.inner.sandboxes.ensure(&claimed.session, &manifest.sandbox, &env).await {
                         Ok(sandbox) => {
                             self.inner.custom_runtime.run_turn(&context, spec, manifest, &sandbox).await.map(Some)
                         }

@@ -449,6 +449,9 @@ pub enum DaemonEvent {
     FilesChanged { id: String, changes: Vec<FileChange> },
     /// A watch failed (for example the kernel dropped events).
     WatchFailed { id: String, message: String },
+    /// The kernel killed a process of the sandbox for reaching its memory limit: `oom_kills` is
+    /// the sandbox's count so far, `limit_mb` its limit.
+    OutOfMemory { oom_kills: u64, limit_mb: Option<u64> },
     /// An event kind this control does not know, from a newer daemon.
     #[serde(other)]
     Unknown,

@@ -59,6 +59,18 @@ impl ToolResult {
         ToolResult { content: vec![ContentBlock::Text { text: message.into() }], is_error: true, details }
     }
 
+    /// Adds a paragraph at the end of the last text block (or as a new block).
+    pub fn append_paragraph(&mut self, paragraph: &str) {
+        match self.content.last_mut() {
+            Some(ContentBlock::Text { text }) if !text.is_empty() => {
+                text.push_str("\n\n");
+                text.push_str(paragraph);
+            }
+            Some(ContentBlock::Text { text }) => text.push_str(paragraph),
+            _ => self.content.push(ContentBlock::Text { text: paragraph.to_owned() }),
+        }
+    }
+
     /// The text blocks joined, for logs and tests.
     pub fn joined_text(&self) -> String {
         self.content

@@ -34,6 +34,7 @@ use tracing::Instrument;
 
 use self::handler::Handler;
 use self::launcher::{Launch, Runner};
+use crate::memory;
 use crate::process::{Capture, ChildSpec, DAEMON_ENV_PREFIX, Ending, Env, ProcessError, Stdin};
 use crate::tools::ToolContext;
 
@@ -129,6 +130,7 @@ async fn run_checked(
         stderr: Capture::Piped,
     };
     tracing::debug!(program = %launch.program.display(), handler = %handler.shown, "starting the handler");
+    let oom_kills_before = memory::oom_kills();
     let mut child = spec.spawn().map_err(|error| spawn_failed(&name, &launch, error))?;
     let timeout = Duration::from_millis(timeout_ms);
     let supervision = logs::bounded(timeout, cancel, Some(Bytes::from(input)));
@@ -154,8 +156,16 @@ async fn run_checked(
             Err(CustomToolError::new(error_code::TOOL_FAILED, error)
                 .with(json!({ "logs": logs, "traceback": traceback })))
         }
-        Err(message) => Err(CustomToolError::new(error_code::TOOL_FAILED, message)
-            .with(json!({ "logs": logs, "traceback": "", "exit": exit_details(completion.status) }))),
+        Err(message) => {
+            let out_of_memory = memory::killed_since(oom_kills_before);
+            let message = match &out_of_memory {
+                Some(explanation) => format!("{message}. {explanation}"),
+                None => message,
+            };
+            let exit = exit_details(completion.status);
+            Err(CustomToolError::new(error_code::TOOL_FAILED, message)
+                .with(json!({ "logs": logs, "traceback": "", "exit": exit, "out_of_memory": out_of_memory.is_some() })))
+        }
     }
 }
 

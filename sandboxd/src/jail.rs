@@ -43,8 +43,6 @@ pub const SANDBOXD_IN_JAIL: &str = "/run/dari/sandboxd";
 pub const LINK_DIR_IN_JAIL: &str = "/run/dari/link";
 /// The sandbox's workspace inside the jail.
 pub const WORKSPACE_IN_JAIL: &str = "/workspace";
-/// `PATH` inside the jail: the host's may name directories the jail does not have.
-pub const JAIL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// How to build a jail: the flags of `sandboxd jail`, which the local provider gives.
 #[derive(Clone, Debug, clap::Args)]
@@ -164,6 +162,8 @@ pub fn init(spec: &JailSpec) -> ExitCode {
 }
 
 fn init_inner(spec: &JailSpec) -> anyhow::Result<ExitCode> {
+    // A launcher killed outright takes the jail with it.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).context("set the parent-death signal")?;
     let mut namespaces = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if !spec.host_network {
         namespaces |= CloneFlags::CLONE_NEWNET;
@@ -189,7 +189,6 @@ fn init_inner(spec: &JailSpec) -> anyhow::Result<ExitCode> {
     let program = spec.program();
     let mut command = command(&program[0]);
     command.args(&program[1..]).current_dir(WORKSPACE_IN_JAIL).env_remove(cgroup::ENV_MEMORY_EVENTS_SOURCE);
-    command.env("PATH", JAIL_PATH);
     if memory_events.is_some() {
         command.env(crate::config::ENV_MEMORY_EVENTS, MEMORY_EVENTS_IN_JAIL);
     }

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod http;
 pub mod jail;
 pub mod link;
+pub mod memory;
 pub mod process;
 pub mod pty;
 pub mod runtime;

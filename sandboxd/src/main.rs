@@ -119,7 +119,7 @@ fn run_daemon() -> ExitCode {
     let tools =
         ToolContext { bash: BashConfig::for_workspace(workspace.root()), workspace, locks: FileLocks::default() };
     let (events_tx, events_rx) = tokio::sync::mpsc::channel(1024);
-    let services = Services::new(tools, control, events_tx);
+    let services = Services::new(tools, control, events_tx.clone());
     // One thread runs the link, the core loop and every request's task: handing a request from
     // one to the next is then a task switch, not a wake-up of another thread (a `read` round trip
     // took about 14 context switches on two workers, and one now). Work that blocks or burns
@@ -132,7 +132,10 @@ fn run_daemon() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let exit = runtime.block_on(async move { Daemon::new(config, services, events_rx).run(shutdown_signal()).await });
+    let exit = runtime.block_on(async move {
+        tokio::spawn(sandboxd::memory::watch(events_tx));
+        Daemon::new(config, services, events_rx).run(shutdown_signal()).await
+    });
     match exit {
         DaemonExit::Shutdown => ExitCode::SUCCESS,
         DaemonExit::Refused(_) => ExitCode::from(EXIT_REFUSED),

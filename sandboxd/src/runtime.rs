@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 use self::logs::LogRing;
 use crate::http::{self, HttpRequest, Target};
+use crate::memory;
 use crate::process::{Capture, ChildSpec, Env, GroupChild, Stdin};
 
 /// How many recent log lines an error carries.
@@ -68,11 +69,13 @@ struct Inner {
 }
 
 /// How one server process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Exit {
     pid: u32,
     code: Option<i32>,
     signal: Option<i32>,
+    /// Why, when the kernel killed a process for the memory limit while it ran.
+    out_of_memory: Option<String>,
 }
 
 #[derive(Debug)]
@@ -267,7 +270,7 @@ impl Runtime {
     async fn exit_of(&self, pid: u32) -> Option<Exit> {
         let mut status = self.inner.status.subscribe();
         let _ = tokio::time::timeout(CRASH_SETTLE, status.wait_for(|status| status.pid != Some(pid))).await;
-        lock(&self.inner.last_exit).filter(|exit| exit.pid == pid)
+        lock(&self.inner.last_exit).clone().filter(|exit| exit.pid == pid)
     }
 
     /// The error for an advance whose server exited before answering.
@@ -280,12 +283,18 @@ impl Runtime {
             (None, None) => "exited".to_owned(),
         };
         let recent_logs = lock(&self.inner.logs).last(ERROR_LOG_LINES);
+        let mut message =
+            format!("the runtime server {how} while answering POST {advance_path}; it is being restarted");
+        if let Some(explanation) = &exit.out_of_memory {
+            message = format!("{message}. {explanation}");
+        }
         RuntimeError {
             code: error_code::RUNTIME_CRASHED,
-            message: format!("the runtime server {how} while answering POST {advance_path}; it is being restarted"),
+            message,
             details: serde_json::json!({
                 "exit_code": exit.code,
                 "signal": exit.signal,
+                "out_of_memory": exit.out_of_memory.is_some(),
                 "recent_logs": recent_logs,
             }),
         }
@@ -325,6 +334,7 @@ async fn supervise(
             stdout: Capture::Piped,
             stderr: Capture::Piped,
         };
+        let oom_kills_before = memory::oom_kills();
         let mut child = match child_spec.spawn() {
             Ok(child) => child,
             Err(error) => {
@@ -359,8 +369,14 @@ async fn supervise(
             }
             Err(_) => (None, None),
         };
-        warn!(?code, ?signal, "the runtime server exited; restarting it");
-        *lock(&inner.last_exit) = Some(Exit { pid: child.pid(), code, signal });
+        let out_of_memory = memory::killed_since(oom_kills_before);
+        warn!(?code, ?signal, out_of_memory = out_of_memory.is_some(), "the runtime server exited; restarting it");
+        if let Some(explanation) = &out_of_memory {
+            let line = format!("sandboxd: {explanation}");
+            lock(&inner.logs).push(line.clone());
+            let _ = inner.events.try_send(DaemonEvent::RuntimeLog { stream: Stream::Stderr, line });
+        }
+        *lock(&inner.last_exit) = Some(Exit { pid: child.pid(), code, signal, out_of_memory });
         let _ = inner.events.try_send(DaemonEvent::RuntimeExited { code, signal });
         restarts += 1;
         if started.elapsed() > STABLE_UPTIME {

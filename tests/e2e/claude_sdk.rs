@@ -49,8 +49,11 @@ async fn the_claude_sdk_example_runs_unchanged_against_a_fake_model_endpoint() {
         "DISABLE_AUTOUPDATER=1".to_owned(),
         "DISABLE_ERROR_REPORTING=1".to_owned(),
     ];
+    // The example's packages are installed on the host, under target/, which a jail does not
+    // show: the sandbox runs unjailed (a prepared runtime would install them in the sandbox).
     let control = ControlServer::builder(Engine::Sqlite)
         .workers(4)
+        .args(["--sandbox-isolation", "none"])
         .args(sandbox_env.iter().flat_map(|pair| ["--sandbox-env".to_owned(), pair.clone()]))
         .start()
         .await;

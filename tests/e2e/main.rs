@@ -12,6 +12,7 @@ mod durability;
 mod execution;
 mod files;
 mod hub;
+mod jail;
 mod link;
 mod manifest_corpus;
 mod manifest_fuzz;

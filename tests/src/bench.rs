@@ -12,6 +12,7 @@ pub mod control;
 pub mod daemon;
 pub mod floor;
 pub mod grep;
+pub mod jail;
 pub mod pi;
 pub mod round_trip;
 pub mod server;

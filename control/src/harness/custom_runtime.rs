@@ -124,13 +124,14 @@ impl CustomRuntimeHarness {
             return Ok(());
         }
         materialize_bundle(context, sandbox).await?;
-        let port = context.sandboxes.runtime_port(spec.port).map_err(|error| {
-            TurnFailure::Final(TurnError::new(
-                "sandbox_setup_failed",
-                format!("find a free port: {error}"),
-                Value::Null,
-            ))
-        })?;
+        let port =
+            context.sandboxes.runtime_port(spec.port, context.claimed.session.internet_access).map_err(|error| {
+                TurnFailure::Final(TurnError::new(
+                    "sandbox_setup_failed",
+                    format!("find a free port: {error}"),
+                    Value::Null,
+                ))
+            })?;
         // The sandbox's environment already holds `sandbox.env` and the secrets; the server gets
         // them again explicitly, so that a daemon adopted from an earlier configuration agrees.
         let env = context

@@ -16,6 +16,8 @@ use super::{Store, now_millis};
 
 /// The ledger event of a sandbox's status change (our addition to Dari's event types).
 pub const SANDBOX_STATUS_CHANGED: &str = "sandbox.status_changed";
+/// The kernel killed a process of the sandbox for reaching `sandbox.resources.memory_mb`.
+pub const SANDBOX_OUT_OF_MEMORY: &str = "sandbox.out_of_memory";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SandboxStatus {
@@ -117,6 +119,22 @@ impl Store {
     /// when it had already ended.
     pub async fn end_sandbox(&self, sandbox: &SandboxRecord, reason: &str) -> anyhow::Result<Option<i64>> {
         self.change_sandbox_status(sandbox, SandboxStatus::Terminated, Some(reason), Value::Null).await
+    }
+
+    /// Records that the kernel killed a process of the sandbox for its memory limit; the session's
+    /// last sequence number after it, `None` when the session is gone.
+    pub async fn sandbox_out_of_memory(&self, sandbox: &SandboxRecord, data: Value) -> anyhow::Result<Option<i64>> {
+        let mut tx = self.begin().await?;
+        let Some(mut locked) = self.lock_session(&mut tx, &sandbox.org_id, &sandbox.session_id).await? else {
+            return Ok(None);
+        };
+        let actor = Actor::system();
+        let event =
+            NewEvent { message_id: None, event_type: SANDBOX_OUT_OF_MEMORY, actor: &actor, data, tool_call_id: None };
+        locked.append(&mut tx, event).await?;
+        locked.save(&mut tx).await?;
+        tx.commit().await.context("commit the out-of-memory event")?;
+        Ok(Some(locked.session.last_event_sequence))
     }
 
     async fn change_sandbox_status(

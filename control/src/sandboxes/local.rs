@@ -8,10 +8,17 @@
 //!
 //! The daemon runs in its own process group, so that a terminal's Ctrl-C reaches control, which
 //! then shuts its sandboxes down in order. If control dies without that, the daemons keep
-//! running and dial the restarted control, which adopts them. Isolation (namespaces, cgroups)
-//! comes with the jail; today a local sandbox is a plain child process.
+//! running and dial the restarted control, which adopts them.
+//!
+//! With a [`LocalJail`] (the default where the machine allows it, see `docs/sandboxes.md`) the
+//! daemon runs under `sandboxd jail`: new namespaces, a read-only root, the workspace at
+//! `/workspace`, cgroup limits from `sandbox.resources`, and loopback only unless the session has
+//! internet access (then the host's network). Either way it dials control through the Unix socket
+//! in [`link_dir`], bound into the jail. Without a jail it is a plain child process that dials
+//! the link's TCP URL.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -27,6 +34,83 @@ use super::provider::{ProvisionRequest, Provisioned, SandboxProvider, sandboxd_e
 
 /// How long a daemon gets to shut down after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The link's socket in [`link_dir`].
+pub const LINK_SOCKET: &str = "control.sock";
+/// Where a jailed daemon finds the link (sandboxd binds [`link_dir`] at `/run/dari/link`).
+const LINK_URL_IN_JAIL: &str = "unix:///run/dari/link/control.sock";
+/// `PATH` in a jail, unless the operator's or the manifest's environment sets one.
+const JAIL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The workspace inside a jail.
+const WORKSPACE_IN_JAIL: &str = "/workspace";
+
+/// How this server jails its local sandboxes.
+#[derive(Clone, Debug)]
+pub struct LocalJail {
+    /// A root file system directory (images/rootfs.sh); `None`: the host's system directories.
+    pub root_fs: Option<PathBuf>,
+    /// The most processes a sandbox may run at once.
+    pub pids_max: u64,
+}
+
+/// The directory of the link's Unix socket under the sandboxes' directory: bound read-only into
+/// every jail, so that a sandbox without a network still reaches control.
+pub fn link_dir(sandboxes_root: &Path) -> PathBuf {
+    sandboxes_root.join("link")
+}
+
+/// Checks that this machine can make a jail (namespaces, mounts, cgroups) by running `sandboxd
+/// --version` in one: the reason it cannot, otherwise.
+pub async fn probe_jail(sandboxd: &Path, sandboxes_root: &Path, jail: &LocalJail) -> anyhow::Result<()> {
+    let workspace = sandboxes_root.join("probe");
+    std::fs::create_dir_all(&workspace).with_context(|| format!("create {}", workspace.display()))?;
+    let sandbox_id = format!("probe-{}-{}", std::process::id(), fastrand_suffix());
+    let mut arguments = jail_arguments(jail, &sandbox_id, &workspace, None);
+    arguments.extend(["--".into(), "/run/dari/sandboxd".into(), "--version".into()]);
+    #[allow(clippy::disallowed_methods, reason = "the local provider is the control plane's one process starter")]
+    let output = tokio::process::Command::new(sandboxd)
+        .args(&arguments)
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("start {} (set --sandboxd to its path)", sandboxd.display()))?;
+    let _ = std::fs::remove_dir(&workspace);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success() && stdout.starts_with("sandboxd"),
+        "{} ({})",
+        String::from_utf8_lossy(&output.stderr).trim(),
+        output.status
+    );
+    Ok(())
+}
+
+/// A short random suffix, for names that must not collide between servers.
+fn fastrand_suffix() -> String {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// `sandboxd jail`'s flags for one sandbox (the resources are added by the caller).
+fn jail_arguments(jail: &LocalJail, sandbox_id: &str, workspace: &Path, link_dir: Option<&Path>) -> Vec<OsString> {
+    let mut arguments: Vec<OsString> = vec![
+        "jail".into(),
+        "--sandbox-id".into(),
+        sandbox_id.into(),
+        "--workspace".into(),
+        workspace.into(),
+        "--pids-max".into(),
+        jail.pids_max.to_string().into(),
+    ];
+    if let Some(root_fs) = &jail.root_fs {
+        arguments.extend(["--root".into(), root_fs.into()]);
+    }
+    if let Some(link_dir) = link_dir {
+        arguments.extend(["--link-dir".into(), link_dir.into()]);
+    }
+    arguments
+}
 
 #[derive(Debug)]
 pub struct LocalProvider {
@@ -37,11 +121,18 @@ pub struct LocalProvider {
     /// The operator's `--sandbox-env`: set in every daemon's environment, which its processes
     /// inherit (a runtime's `sandbox.env` and secrets override it).
     extra_env: BTreeMap<String, String>,
+    /// `None`: sandboxes are plain child processes.
+    jail: Option<LocalJail>,
 }
 
 impl LocalProvider {
-    pub fn new(sandboxd: PathBuf, root: PathBuf, extra_env: BTreeMap<String, String>) -> LocalProvider {
-        LocalProvider { sandboxd, root, extra_env }
+    pub fn new(
+        sandboxd: PathBuf,
+        root: PathBuf,
+        extra_env: BTreeMap<String, String>,
+        jail: Option<LocalJail>,
+    ) -> LocalProvider {
+        LocalProvider { sandboxd, root, extra_env, jail }
     }
 
     /// The session's workspace directory.
@@ -60,7 +151,26 @@ impl LocalProvider {
         let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let log_err = log.try_clone().context("share the sandbox's log file")?;
 
-        let mut environment = sandboxd_environment(request, &workspace.to_string_lossy());
+        let (program, arguments, home) = match &self.jail {
+            Some(jail) => {
+                let mut arguments = jail_arguments(jail, &request.sandbox_id, &workspace, Some(&link_dir(&self.root)));
+                if request.internet_access {
+                    arguments.push("--host-network".into());
+                }
+                if let Some(memory_mb) = request.resources.memory_mb {
+                    arguments.extend(["--memory-mb".into(), memory_mb.to_string().into()]);
+                }
+                if let Some(cpu) = request.resources.cpu {
+                    arguments.extend(["--cpus".into(), cpu.to_string().into()]);
+                }
+                (&self.sandboxd, arguments, PathBuf::from(WORKSPACE_IN_JAIL))
+            }
+            None => (&self.sandboxd, vec!["run".into()], workspace.clone()),
+        };
+        let mut environment = sandboxd_environment(request, &home.to_string_lossy());
+        if self.jail.is_some() {
+            environment.insert("SANDBOXD_CONTROL_URL".to_owned(), LINK_URL_IN_JAIL.to_owned());
+        }
         // Control restarts quickly; a local daemon should not wait long to dial it again.
         environment.insert("SANDBOXD_MAX_BACKOFF_MS".to_owned(), "1000".to_owned());
         for name in ["PATH", "LANG", "TZ", "SANDBOXD_LOG"] {
@@ -68,16 +178,20 @@ impl LocalProvider {
                 environment.insert(name.to_owned(), value.to_string_lossy().into_owned());
             }
         }
-        environment.insert("HOME".to_owned(), workspace.to_string_lossy().into_owned());
+        if self.jail.is_some() {
+            // The host's PATH may name directories the jail does not have.
+            environment.insert("PATH".to_owned(), JAIL_PATH.to_owned());
+        }
+        environment.insert("HOME".to_owned(), home.to_string_lossy().into_owned());
         // The operator's variables come last but cannot replace the daemon's own configuration
         // (the configuration refuses SANDBOXD_* names).
         environment.extend(self.extra_env.iter().map(|(key, value)| (key.clone(), value.clone())));
         // The manifest's variables and secrets override the operator's.
         environment.extend(request.env.0.iter().map(|(key, value)| (key.clone(), value.clone())));
         #[allow(clippy::disallowed_methods, reason = "the local provider is the control plane's one process starter")]
-        let mut command = tokio::process::Command::new(&self.sandboxd);
+        let mut command = tokio::process::Command::new(program);
         command
-            .arg("run")
+            .args(&arguments)
             .env_clear()
             .envs(&environment)
             .current_dir(&workspace)
@@ -98,8 +212,9 @@ impl LocalProvider {
             };
             let _ = exited_tx.send(reason);
         });
-        tracing::info!(sandbox_id = %request.sandbox_id, pid, workspace = %workspace.display(), "started a local sandbox");
-        let handle = json!({"pid": pid, "workspace": workspace, "log": log_path});
+        let jailed = self.jail.is_some();
+        tracing::info!(sandbox_id = %request.sandbox_id, pid, jailed, workspace = %workspace.display(), "started a local sandbox");
+        let handle = json!({"pid": pid, "workspace": workspace, "log": log_path, "jailed": jailed});
         Ok(Provisioned { handle, exited: Some(exited), fresh_workspace })
     }
 
@@ -119,7 +234,11 @@ impl LocalProvider {
             }
         }
         if let Some(workspace) = handle["workspace"].as_str() {
-            kill_stragglers(Path::new(workspace));
+            // A jail's processes end with its init; a plain daemon's children are found by
+            // their working directory.
+            if handle["jailed"] != json!(true) {
+                kill_stragglers(Path::new(workspace));
+            }
             if !keep_workspace {
                 remove_workspace(Path::new(workspace))?;
             }
@@ -133,8 +252,8 @@ impl SandboxProvider for LocalProvider {
         "local"
     }
 
-    fn shares_host_network(&self) -> bool {
-        true
+    fn shares_host_network(&self, internet_access: bool) -> bool {
+        self.jail.is_none() || internet_access
     }
 
     fn provision<'a>(&'a self, request: &'a ProvisionRequest) -> BoxFuture<'a, anyhow::Result<Provisioned>> {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use dari_protocol::manifest::Resources;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -18,6 +19,8 @@ pub struct ProvisionRequest {
     /// The sandbox's link token, for `SANDBOXD_TOKEN`; never logged.
     pub token: String,
     pub internet_access: bool,
+    /// The manifest's `sandbox.resources`: CPUs and memory, where the provider can enforce them.
+    pub resources: Resources,
     /// The sandbox's own environment: the manifest's `sandbox.env` and the declared secrets. Every
     /// process in the sandbox sees it (tools, the runtime server).
     pub env: SandboxEnv,
@@ -52,10 +55,10 @@ pub trait SandboxProvider: std::fmt::Debug + Send + Sync {
 
     fn provision<'a>(&'a self, request: &'a ProvisionRequest) -> BoxFuture<'a, anyhow::Result<Provisioned>>;
 
-    /// True when the provider's sandboxes share the control plane's network namespace (the local
-    /// provider without a jail): two runtime servers on the manifest's port would collide, so
-    /// each gets a free port of its own in `PORT`.
-    fn shares_host_network(&self) -> bool {
+    /// True when a sandbox with this `internet_access` shares the control plane's network namespace
+    /// (a local sandbox without a jail, or a jailed one with internet access): two runtime servers
+    /// on the manifest's port would collide, so each gets a free port of its own in `PORT`.
+    fn shares_host_network(&self, _internet_access: bool) -> bool {
         false
     }
 

@@ -37,6 +37,10 @@ pub const DEFAULT_WORKERS: usize = 256;
 pub const ENV_SANDBOX_IDLE_TIMEOUT: &str = "DARI_SANDBOX_IDLE_TIMEOUT";
 pub const DEFAULT_SANDBOX_IDLE_TIMEOUT: &str = "15m";
 pub const ENV_SANDBOX_LOST_GRACE: &str = "DARI_SANDBOX_LOST_GRACE";
+pub const ENV_SANDBOX_ISOLATION: &str = "DARI_SANDBOX_ISOLATION";
+pub const ENV_SANDBOX_ROOT: &str = "DARI_SANDBOX_ROOT";
+pub const ENV_SANDBOX_PIDS_MAX: &str = "DARI_SANDBOX_PIDS_MAX";
+pub const DEFAULT_SANDBOX_PIDS_MAX: u64 = 1024;
 pub const DEFAULT_SANDBOX_LOST_GRACE: &str = "30s";
 pub const ENV_PREWARM_SANDBOXES: &str = "DARI_PREWARM_SANDBOXES";
 pub const ENV_LINK_URL: &str = "DARI_LINK_URL";
@@ -107,6 +111,19 @@ pub struct ServerArgs {
     /// How long a sandbox's daemon may stay off the link before the sandbox counts as lost.
     #[arg(long, env = ENV_SANDBOX_LOST_GRACE, default_value = DEFAULT_SANDBOX_LOST_GRACE, value_parser = humantime::parse_duration)]
     pub sandbox_lost_grace: Duration,
+    /// How local sandboxes are isolated: `jail` (namespaces, a read-only root, cgroup limits, no
+    /// network unless `internet_access`; needs root or unprivileged user namespaces), `none`
+    /// (plain child processes) or `auto` (the jail where this machine can make one, else none,
+    /// with a warning).
+    #[arg(long, env = ENV_SANDBOX_ISOLATION, value_enum, default_value_t = Isolation::Auto)]
+    pub sandbox_isolation: Isolation,
+    /// A root file system directory for jailed sandboxes (images/rootfs.sh builds one); default:
+    /// the host's system directories, read-only.
+    #[arg(long, env = ENV_SANDBOX_ROOT, value_name = "DIR")]
+    pub sandbox_root: Option<PathBuf>,
+    /// The most processes (and threads) a jailed sandbox may run at once.
+    #[arg(long, env = ENV_SANDBOX_PIDS_MAX, default_value_t = DEFAULT_SANDBOX_PIDS_MAX)]
+    pub sandbox_pids_max: u64,
     /// A variable (`KEY=VALUE`) every local sandbox's processes get, the runtime server among
     /// them: proxies, endpoint overrides such as `ANTHROPIC_BASE_URL`. Repeatable; in
     /// DARI_SANDBOX_ENV, one `KEY=VALUE` per line (values such as NO_PROXY hold commas). The
@@ -166,8 +183,26 @@ pub struct ExecutionConfig {
     pub link_url: Option<String>,
     /// `--sandbox-env`: variables every local sandbox's daemon (and so each of its processes) gets.
     pub sandbox_env: BTreeMap<String, String>,
+    /// How local sandboxes are isolated.
+    pub jail: JailConfig,
     /// The managed pi harness: providers, keys, context windows, guards.
     pub pi: PiSettings,
+}
+
+/// Whether and how local sandboxes are jailed (`--sandbox-isolation`, `--sandbox-root`,
+/// `--sandbox-pids-max`).
+#[derive(Clone, Debug)]
+pub struct JailConfig {
+    pub isolation: Isolation,
+    pub root: Option<PathBuf>,
+    pub pids_max: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    Auto,
+    Jail,
+    None,
 }
 
 /// Where the certificate chain and its key are, as given; read when the server starts.
@@ -215,6 +250,22 @@ impl ServerConfig {
             "--message-lease must be at least 300ms: a worker renews it every third of its length"
         );
         let sandbox_env = parse_sandbox_env(&args.sandbox_env)?;
+        anyhow::ensure!(
+            args.sandbox_pids_max >= 16,
+            "--sandbox-pids-max must be at least 16: the daemon and a shell need a few"
+        );
+        let sandbox_root = given(args.sandbox_root);
+        if let Some(root) = &sandbox_root {
+            anyhow::ensure!(
+                root.is_absolute() && root.is_dir(),
+                "--sandbox-root {} must be an absolute path to a directory (build one with images/rootfs.sh)",
+                root.display()
+            );
+            anyhow::ensure!(
+                args.sandbox_isolation != Isolation::None,
+                "--sandbox-root takes effect only in the jail; drop it or --sandbox-isolation none"
+            );
+        }
         let execution = ExecutionConfig {
             sandboxd: given(args.sandboxd).unwrap_or_else(default_sandboxd),
             workers: args.workers,
@@ -228,6 +279,7 @@ impl ServerConfig {
             prewarm: args.prewarm_sandboxes,
             link_url: args.link_url.map(|url| url.trim_end_matches('/').to_owned()),
             sandbox_env,
+            jail: JailConfig { isolation: args.sandbox_isolation, root: sandbox_root, pids_max: args.sandbox_pids_max },
             pi: args.models.settings(|name| std::env::var(name).ok())?,
         };
         Ok(ServerConfig {

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::truncate::{DEFAULT_MAX_BYTES, DEFAULT_MAX_LINES, Truncation, format_size, truncate_tail};
 use super::{BashConfig, ToolContext, ToolError, ToolUpdate, Workspace, args};
+use crate::memory;
 use crate::process::{self, Capture, ChildSpec, Completion, Ending, Env, Stdin, Supervision};
 
 /// The most recent output kept in memory: twice what reaches the model, so that the kept tail
@@ -65,6 +66,7 @@ pub(crate) async fn run(
         stdout: Capture::Piped,
         stderr: Capture::Piped,
     };
+    let oom_kills_before = memory::oom_kills();
     let mut child = spec.spawn().map_err(|error| ToolError(error_chain(&error)))?;
     let (chunks_tx, chunks_rx) = mpsc::channel(16);
     let supervision = Supervision { deadline: Some(Instant::now() + timeout), cancel, stdin: None };
@@ -74,7 +76,12 @@ pub(crate) async fn run(
         collector.collect(chunks_rx),
     );
     let completion = completion.map_err(|error| ToolError(error_chain(&error)))?;
-    Ok(collector.finish(&context.workspace, completion, timeout).await)
+    let mut result = collector.finish(&context.workspace, completion, timeout).await;
+    if let Some(explanation) = memory::killed_since(oom_kills_before) {
+        result.append_paragraph(&explanation);
+        result.details["outOfMemory"] = Value::Bool(true);
+    }
+    Ok(result)
 }
 
 /// The call's timeout: the default when absent, clamped to the maximum; zero, negative or not a

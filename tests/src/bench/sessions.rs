@@ -26,7 +26,7 @@ use crate::sse::SseReader;
 /// How long the benchmark waits for the next event of a stream, or for an answer.
 pub(super) const PATIENCE: Duration = Duration::from_secs(60);
 /// Sessions created before the timed ones (the first sandboxes page the binaries in).
-const WARMUP_SESSIONS: usize = 3;
+pub(super) const WARMUP_SESSIONS: usize = 3;
 /// Sessions set up at once before the throughput measure.
 const SETUP_CONCURRENCY: usize = 16;
 /// The batches the throughput measures take turns in.
@@ -99,16 +99,7 @@ async fn create_to_ready(
     let mut ready = Samples::default();
     let mut spawn = Samples::default();
     for index in 0..WARMUP_SESSIONS + sessions {
-        let started = Instant::now();
-        let session_id = api.create_session(agent_id).await?;
-        let mut stream = api.stream(&session_id).await?;
-        wait_for(&mut stream, "its sandbox to be ready", |event| {
-            event["type"] == "sandbox.status_changed" && event["data"]["status"] == "ready"
-        })
-        .await?;
-        let to_ready = started.elapsed();
-        drop(stream);
-
+        let to_ready = time_to_ready(api, agent_id).await?;
         let started = Instant::now();
         let status = command(sandboxd)
             .arg("--version")
@@ -125,6 +116,19 @@ async fn create_to_ready(
         }
     }
     Ok((ready, spawn))
+}
+
+/// Creates a session and times it until its sandbox is ready (as the `sandbox.status_changed`
+/// event on its stream, opened after the POST and read from its start).
+pub(super) async fn time_to_ready(api: &Api, agent_id: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let session_id = api.create_session(agent_id).await?;
+    let mut stream = api.stream(&session_id).await?;
+    wait_for(&mut stream, "its sandbox to be ready", |event| {
+        event["type"] == "sandbox.status_changed" && event["data"]["status"] == "ready"
+    })
+    .await?;
+    Ok(started.elapsed())
 }
 
 /// Sends messages one at a time on one session and times each until it completed, beside the

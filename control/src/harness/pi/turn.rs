@@ -81,7 +81,7 @@ impl Turn<'_> {
             .map_err(|error| TurnFailure::Final(error.into_turn_error()))?;
         let sandbox = context
             .sandboxes
-            .ensure(&context.claimed.session, self.manifest.sandbox.provider, &env)
+            .ensure(&context.claimed.session, &self.manifest.sandbox, &env)
             .await
             .map_err(|error| TurnFailure::Retryable(error.0))?;
         if !self.harness.bundles.is_done(&sandbox) {

@@ -98,7 +98,7 @@ pub(crate) async fn create(
                     return;
                 }
             };
-            if let Err(error) = sandboxes.ensure(&warming, plan.sandbox.provider, &env).await {
+            if let Err(error) = sandboxes.ensure(&warming, &plan.sandbox, &env).await {
                 tracing::warn!(session.id = %warming.id, "could not pre-warm the session's sandbox: {error}");
             }
         });
