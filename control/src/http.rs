@@ -79,6 +79,12 @@ pub fn router(state: AppState) -> Router {
     routes::router(&state.settings).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)).with_state(state)
 }
 
+/// The routes of the link's Unix socket: what a sandbox's daemon reaches with its token, nothing
+/// of the public API (a jailed sandbox reaches only this socket).
+pub fn link_router(state: AppState) -> Router {
+    routes::internal_router().layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)).with_state(state)
+}
+
 /// Serves `router` on an already bound listener (TCP, or TLS over TCP) until `shutdown`
 /// completes, then finishes the requests in flight.
 pub async fn serve<L>(

@@ -89,6 +89,7 @@ impl Server {
         });
         let bus = EventBus::new(config.stream_limits);
         let sandboxes_root = config.data_dir.join("sandboxes");
+        local::prepare_root(&sandboxes_root)?;
         let jail = local_jail(&config.execution, &sandboxes_root).await?;
         let link_listener = match &jail {
             Some(_) => Some(bind_link_socket(&local::link_dir(&sandboxes_root))?),
@@ -133,10 +134,12 @@ impl Server {
         let work_end = CancellationToken::new();
         let working = tokio::spawn(worker.run(work_end.clone()));
         tokio::spawn(sandboxes.clone().reap(work_end.clone()));
-        let router = http::router(state);
         // Jailed sandboxes' links; they are closed by the sandboxes' shutdown, before the drain.
-        let link_serving = link_listener
-            .map(|listener| AbortOnDrop(tokio::spawn(http::serve(listener, router.clone(), std::future::pending()))));
+        let link_serving = link_listener.map(|listener| {
+            let router = http::link_router(state.clone());
+            AbortOnDrop(tokio::spawn(http::serve(listener, router, std::future::pending())))
+        });
+        let router = http::router(state);
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;
@@ -191,7 +194,11 @@ impl<T> Drop for AbortOnDrop<T> {
 /// Whether local sandboxes are jailed: `--sandbox-isolation jail` insists (and fails to start
 /// when this machine cannot make a jail), `auto` takes the jail where it works.
 async fn local_jail(config: &ExecutionConfig, sandboxes_root: &Path) -> anyhow::Result<Option<LocalJail>> {
-    let jail = LocalJail { root_fs: config.jail.root.clone(), pids_max: config.jail.pids_max };
+    let jail = LocalJail {
+        root_fs: config.jail.root.clone(),
+        pids_max: config.jail.pids_max,
+        default_memory_mb: config.jail.default_memory_mb,
+    };
     match config.jail.isolation {
         Isolation::None => Ok(None),
         Isolation::Jail => {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use self::diagnostics::{Diagnostic, MANIFEST_FILE, Severity};
-pub use self::names::{BuiltInTool, is_credential_name};
+pub use self::names::{BuiltInTool, is_credential_name, reserved_env_name};
 pub use self::tools::{CodeFirstModule, code_first_tools};
 
 /// The files of a source bundle, as the validator needs them. Implemented over a directory by the

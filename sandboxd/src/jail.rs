@@ -75,6 +75,9 @@ pub struct JailSpec {
     /// The size of the jail's `/tmp` (and `/dev/shm`), in MiB; both count against the memory limit.
     #[arg(long, default_value_t = 512)]
     pub tmp_mb: u64,
+    /// The memory cgroup's event counter, which the launcher gives the init; never by hand.
+    #[arg(long, hide = true)]
+    pub memory_events: Option<PathBuf>,
     /// The program to run in the jail, after `--`; default: `/run/dari/sandboxd run`.
     #[arg(last = true)]
     pub command: Vec<OsString>,
@@ -104,6 +107,14 @@ pub fn launch(spec: &JailSpec, args: Vec<OsString>) -> ExitCode {
 }
 
 fn launch_inner(spec: &JailSpec, args: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !spec.sandbox_id.is_empty()
+            && spec.sandbox_id.len() <= 64
+            && spec.sandbox_id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'),
+        "--sandbox-id {:?}: use 1 to 64 letters, digits, _ and -",
+        spec.sandbox_id
+    );
+    anyhow::ensure!(spec.memory_events.is_none(), "--memory-events is the launcher's to give, not a caller's");
     let root = Uid::effective().is_root();
     let cgroups = if root {
         Some(cgroup::Cgroups::create(&spec.sandbox_id, &spec.limits()).context("set up the sandbox's cgroups")?)
@@ -120,10 +131,11 @@ fn launch_inner(spec: &JailSpec, args: Vec<OsString>) -> anyhow::Result<ExitCode
     let status = entered.and_then(|()| {
         let exe = std::env::current_exe().context("find this sandboxd binary")?;
         let mut command = command(exe);
-        command.arg("jail-init").args(args);
+        command.arg("jail-init");
         if let Some(cgroups) = &cgroups {
-            command.env(cgroup::ENV_MEMORY_EVENTS_SOURCE, cgroups.memory_events());
+            command.arg("--memory-events").arg(cgroups.memory_events());
         }
+        command.args(args);
         supervise::run(command).context("start the jail's init")
     });
     if let Some(cgroups) = cgroups {
@@ -164,6 +176,12 @@ pub fn init(spec: &JailSpec) -> ExitCode {
 fn init_inner(spec: &JailSpec) -> anyhow::Result<ExitCode> {
     // A launcher killed outright takes the jail with it.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).context("set the parent-death signal")?;
+    // Nothing in the jail may trace the init or read its memory, environment or executable
+    // (`/proc/1/exe` is the host's binary).
+    nix::sys::prctl::set_dumpable(false).context("make the init non-dumpable")?;
+    // A session of its own: no process of the jail has the host's terminal, so none can push
+    // input into it (TIOCSTI).
+    nix::unistd::setsid().context("start a session")?;
     let mut namespaces = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if !spec.host_network {
         namespaces |= CloneFlags::CLONE_NEWNET;
@@ -173,7 +191,7 @@ fn init_inner(spec: &JailSpec) -> anyhow::Result<ExitCode> {
         loopback::bring_up().context("bring up the loopback interface")?;
     }
     nix::unistd::sethostname(&spec.sandbox_id).context("set the hostname")?;
-    let memory_events = std::env::var_os(cgroup::ENV_MEMORY_EVENTS_SOURCE).map(PathBuf::from);
+    let memory_events = spec.memory_events.clone();
     let plan = mounts::Plan {
         root: spec.root.clone(),
         workspace: spec.workspace.clone(),
@@ -188,7 +206,7 @@ fn init_inner(spec: &JailSpec) -> anyhow::Result<ExitCode> {
 
     let program = spec.program();
     let mut command = command(&program[0]);
-    command.args(&program[1..]).current_dir(WORKSPACE_IN_JAIL).env_remove(cgroup::ENV_MEMORY_EVENTS_SOURCE);
+    command.args(&program[1..]).current_dir(WORKSPACE_IN_JAIL);
     if memory_events.is_some() {
         command.env(crate::config::ENV_MEMORY_EVENTS, MEMORY_EVENTS_IN_JAIL);
     }

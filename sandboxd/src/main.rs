@@ -103,6 +103,12 @@ const EXIT_REFUSED: u8 = 3;
 
 fn run_daemon() -> ExitCode {
     ensure_shell_variable();
+    // The sandbox's own processes run as the same user: none may trace the daemon or read its
+    // environment, which holds the sandbox token.
+    if let Err(error) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("error: make the daemon non-dumpable: {error}");
+        return ExitCode::from(2);
+    }
     init_logging();
     let config = match DaemonConfig::from_strings(&Environment) {
         Ok(config) => config,

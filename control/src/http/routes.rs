@@ -61,6 +61,13 @@ pub(super) fn router(settings: &ApiSettings) -> Router<AppState> {
         .route("/v1/files/{file_id}", get(files::get).delete(files::delete))
         .route("/v1/files/{file_id}/content", get(files::content))
         .route("/v1/sessions/{session_id}/workspace.zip", get(workspaces::download_zip))
+        .merge(internal_router())
+}
+
+/// What a sandbox's daemon reaches with its sandbox token: its link, its bundle, its workspace
+/// archive. The only routes on the link's Unix socket, which jailed sandboxes reach.
+pub(super) fn internal_router() -> Router<AppState> {
+    Router::new()
         .route("/internal/sandboxes/{sandbox_id}/link", get(internal::link))
         .route("/internal/sandboxes/{sandbox_id}/bundle", get(internal::bundle))
         .route(

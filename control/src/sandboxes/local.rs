@@ -30,6 +30,8 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use dari_protocol::manifest::reserved_env_name;
+
 use super::provider::{ProvisionRequest, Provisioned, SandboxProvider, sandboxd_environment};
 
 /// How long a daemon gets to shut down after SIGTERM before SIGKILL.
@@ -50,6 +52,21 @@ pub struct LocalJail {
     pub root_fs: Option<PathBuf>,
     /// The most processes a sandbox may run at once.
     pub pids_max: u64,
+    /// The memory limit of a sandbox whose manifest sets no `sandbox.resources.memory_mb`.
+    pub default_memory_mb: u64,
+}
+
+/// The largest `/tmp` (and `/dev/shm`) of a jail, in MiB.
+const MAX_TMP_MB: u64 = 512;
+
+/// Makes the directory of the sandboxes' workspaces and logs, readable by the server's user only:
+/// a sandbox's files (a setuid binary among them, made by root in a jail) must not be reachable
+/// by other users of the host.
+pub fn prepare_root(sandboxes_root: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(sandboxes_root).with_context(|| format!("create {}", sandboxes_root.display()))?;
+    std::fs::set_permissions(sandboxes_root, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("make {} private", sandboxes_root.display()))
 }
 
 /// The directory of the link's Unix socket under the sandboxes' directory: bound read-only into
@@ -141,6 +158,12 @@ impl LocalProvider {
     }
 
     async fn start(&self, request: &ProvisionRequest) -> anyhow::Result<Provisioned> {
+        // The manifest refuses these names; a version published before it did is refused here.
+        if let Some((name, reason)) =
+            request.env.0.keys().find_map(|name| reserved_env_name(name).map(|reason| (name, reason)))
+        {
+            anyhow::bail!("the sandbox's environment names {name}: {reason}");
+        }
         let workspace = self.workspace(&request.session_id);
         let fresh_workspace = !workspace.exists();
         std::fs::create_dir_all(&workspace)
@@ -157,9 +180,15 @@ impl LocalProvider {
                 if request.internet_access {
                     arguments.push("--host-network".into());
                 }
-                if let Some(memory_mb) = request.resources.memory_mb {
-                    arguments.extend(["--memory-mb".into(), memory_mb.to_string().into()]);
-                }
+                let memory_mb = request.resources.memory_mb.map_or(jail.default_memory_mb, u64::from);
+                // /tmp and /dev/shm count against the memory limit: a quarter each at most.
+                let tmp_mb = (memory_mb / 4).clamp(1, MAX_TMP_MB);
+                arguments.extend([
+                    "--memory-mb".into(),
+                    memory_mb.to_string().into(),
+                    "--tmp-mb".into(),
+                    tmp_mb.to_string().into(),
+                ]);
                 if let Some(cpu) = request.resources.cpu {
                     arguments.extend(["--cpus".into(), cpu.to_string().into()]);
                 }

@@ -41,6 +41,8 @@ pub const ENV_SANDBOX_ISOLATION: &str = "DARI_SANDBOX_ISOLATION";
 pub const ENV_SANDBOX_ROOT: &str = "DARI_SANDBOX_ROOT";
 pub const ENV_SANDBOX_PIDS_MAX: &str = "DARI_SANDBOX_PIDS_MAX";
 pub const DEFAULT_SANDBOX_PIDS_MAX: u64 = 1024;
+pub const ENV_SANDBOX_MEMORY_MB: &str = "DARI_SANDBOX_MEMORY_MB";
+pub const DEFAULT_SANDBOX_MEMORY_MB: u64 = 2048;
 pub const DEFAULT_SANDBOX_LOST_GRACE: &str = "30s";
 pub const ENV_PREWARM_SANDBOXES: &str = "DARI_PREWARM_SANDBOXES";
 pub const ENV_LINK_URL: &str = "DARI_LINK_URL";
@@ -124,6 +126,10 @@ pub struct ServerArgs {
     /// The most processes (and threads) a jailed sandbox may run at once.
     #[arg(long, env = ENV_SANDBOX_PIDS_MAX, default_value_t = DEFAULT_SANDBOX_PIDS_MAX)]
     pub sandbox_pids_max: u64,
+    /// The memory limit (MiB) of a jailed sandbox whose manifest sets no
+    /// `sandbox.resources.memory_mb`.
+    #[arg(long, env = ENV_SANDBOX_MEMORY_MB, default_value_t = DEFAULT_SANDBOX_MEMORY_MB)]
+    pub sandbox_memory_mb: u64,
     /// A variable (`KEY=VALUE`) every local sandbox's processes get, the runtime server among
     /// them: proxies, endpoint overrides such as `ANTHROPIC_BASE_URL`. Repeatable; in
     /// DARI_SANDBOX_ENV, one `KEY=VALUE` per line (values such as NO_PROXY hold commas). The
@@ -196,6 +202,7 @@ pub struct JailConfig {
     pub isolation: Isolation,
     pub root: Option<PathBuf>,
     pub pids_max: u64,
+    pub default_memory_mb: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -279,7 +286,12 @@ impl ServerConfig {
             prewarm: args.prewarm_sandboxes,
             link_url: args.link_url.map(|url| url.trim_end_matches('/').to_owned()),
             sandbox_env,
-            jail: JailConfig { isolation: args.sandbox_isolation, root: sandbox_root, pids_max: args.sandbox_pids_max },
+            jail: JailConfig {
+                isolation: args.sandbox_isolation,
+                root: sandbox_root,
+                pids_max: args.sandbox_pids_max,
+                default_memory_mb: args.sandbox_memory_mb,
+            },
             pi: args.models.settings(|name| std::env::var(name).ok())?,
         };
         Ok(ServerConfig {

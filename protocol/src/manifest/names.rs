@@ -67,6 +67,19 @@ pub(crate) fn is_env_name(name: &str) -> bool {
         && bytes.all(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
 }
 
+/// Why a sandbox may not have a variable of this name, if it may not: the dynamic loader's
+/// (`LD_*`, `GLIBC_TUNABLES`) would reach the processes that build the sandbox, and `SANDBOXD_*`
+/// configures its daemon.
+pub fn reserved_env_name(name: &str) -> Option<&'static str> {
+    if name.starts_with("LD_") || name == "GLIBC_TUNABLES" {
+        Some("the dynamic loader's variables are not allowed in a sandbox's environment")
+    } else if name.starts_with("SANDBOXD_") {
+        Some("SANDBOXD_* configures the sandbox's daemon, which the platform sets")
+    } else {
+        None
+    }
+}
+
 /// Tool names as model APIs accept them: `^[A-Za-z0-9_-]{1,64}$`.
 pub(crate) fn is_tool_name(name: &str) -> bool {
     (1..=64).contains(&name.len())

@@ -12,8 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-/// The launcher tells the init where the memory events counter is through this variable.
-pub const ENV_MEMORY_EVENTS_SOURCE: &str = "SANDBOXD_JAIL_MEMORY_EVENTS";
 /// The counter inside the jail.
 pub const MEMORY_EVENTS_IN_JAIL: &str = "/run/dari/memory.events";
 
@@ -103,16 +101,30 @@ impl Cgroups {
             .lines()
             .find_map(|line| line.strip_prefix("0::"))
             .context("/proc/self/cgroup has no cgroup v2 entry")?;
-        let current = Path::new(CGROUP_ROOT).join(path.trim_start_matches('/'));
+        let own = Path::new(CGROUP_ROOT).join(path.trim_start_matches('/'));
         let enable = "+memory +pids +cpu";
-        std::fs::write(current.join("cgroup.subtree_control"), enable).with_context(|| {
-            format!(
-                "enable the memory, pids and cpu controllers for the children of {} (cgroup v2 lets a cgroup \
-                 with processes of its own delegate none: run the control plane in a cgroup of its own \
-                 with delegation, e.g. systemd's Delegate=yes, and its processes in a leaf below it)",
-                current.display()
-            )
-        })?;
+        // The kernel lets no cgroup with processes of its own (but the root) delegate controllers:
+        // the server's own cgroup works when it is the root or holds no process, else its parent
+        // does when the server runs in a leaf of a delegated cgroup (systemd's Delegate=yes).
+        let current = match std::fs::write(own.join("cgroup.subtree_control"), enable) {
+            Ok(()) => own,
+            Err(error) => {
+                let parent = own.parent().filter(|parent| parent.starts_with(CGROUP_ROOT) && *parent != own);
+                match parent.map(|parent| (parent, std::fs::write(parent.join("cgroup.subtree_control"), enable))) {
+                    Some((parent, Ok(()))) => parent.to_path_buf(),
+                    _ => {
+                        return Err(error).with_context(|| {
+                            format!(
+                                "enable the memory, pids and cpu controllers for the children of {} or its parent \
+                                 (cgroup v2 lets a cgroup with processes of its own delegate none: run the control \
+                                 plane in a leaf of a delegated cgroup, e.g. systemd's Delegate=yes)",
+                                own.display()
+                            )
+                        });
+                    }
+                }
+            }
+        };
         let dir = self.make(current, sandbox_id)?;
         let parent = dir.parent().context("the sandbox cgroup's parent")?;
         write(&parent.join("cgroup.subtree_control"), enable)?;
@@ -134,6 +146,8 @@ impl Cgroups {
         std::fs::create_dir_all(&parent).with_context(|| format!("create the cgroup {}", parent.display()))?;
         sweep_stale(&parent);
         let dir = parent.join(sandbox_id);
+        // One left by a launcher of the same sandbox that was killed goes first (when empty).
+        let _ = std::fs::remove_dir(&dir);
         std::fs::create_dir(&dir).with_context(|| format!("create the cgroup {}", dir.display()))?;
         self.dirs.push((dir.clone(), current));
         Ok(dir)

@@ -1,8 +1,10 @@
 //! The jail's file system, built in the init's new mount namespace and then made its root.
 //!
 //! The root is read-only: a root file system directory (`--root`), or a skeleton on a tmpfs with
-//! the host's system directories (`/usr`, `/etc`, and `/bin`, `/lib`… as the host has them) bound
-//! read-only and `/etc`'s secrets hidden. On it: the workspace read-write at `/workspace`, a
+//! the host's system directories (`/usr`, and `/bin`, `/lib`… as the host has them) bound
+//! read-only, and an `/etc` of the host's entries that programs need to run (users, names,
+//! libraries, certificates), never a service's configuration. Either way `/etc`'s secrets are
+//! hidden. On it: the workspace read-write at `/workspace`, a
 //! private tmpfs at `/tmp` and `/dev/shm`, a `/dev` of the harmless devices with its own `devpts`,
 //! a `/proc` of the jail's pid namespace with `/proc/sys` read-only and the kernel's sensitive
 //! files hidden, and `/run/dari` (this sandboxd, the link's socket directory, the memory events
@@ -29,15 +31,82 @@ use crate::jail::cgroup::MEMORY_EVENTS_IN_JAIL;
 /// Where the new root is put together, in the init's own mount namespace only.
 const STAGING: &str = "/tmp";
 /// The host's system directories a skeleton root gets (symlinks, as `/bin` → `usr/bin`, are
-/// copied as symlinks).
-const SYSTEM_DIRS: [&str; 8] = ["usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
-/// Under `/etc`: what root in the jail could otherwise read (root owns them).
+/// copied as symlinks). `/etc` is made of [`ETC_ALLOWED`] only.
+const SYSTEM_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+/// What of the host's `/etc` a skeleton root gets: what programs read to run (users, names,
+/// libraries, certificates, locales, interpreters' settings), never a service's configuration or
+/// keys.
+const ETC_ALLOWED: [&str; 44] = [
+    "alternatives",
+    "bash.bashrc",
+    "bindresvport.blacklist",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "debian_version",
+    "environment",
+    "fonts",
+    "gai.conf",
+    "gitconfig",
+    "group",
+    "host.conf",
+    "hosts",
+    "inputrc",
+    "issue",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "locale.alias",
+    "locale.conf",
+    "locale.gen",
+    "localtime",
+    "login.defs",
+    "magic",
+    "magic.mime",
+    "mailcap",
+    "manpath.config",
+    "mime.types",
+    "netconfig",
+    "networks",
+    "nsswitch.conf",
+    "npmrc",
+    "os-release",
+    "passwd",
+    "perl",
+    "profile",
+    "profile.d",
+    "protocols",
+    "resolv.conf",
+    "rpc",
+    "services",
+    "shells",
+    "ssl",
+    "timezone",
+];
+/// Names of `/etc` entries a skeleton root gets by prefix (`python3.11`, `java-17-openjdk`).
+const ETC_ALLOWED_PREFIXES: [&str; 3] = ["python3", "java-", "terminfo"];
+/// Under `/etc`: what root in the jail could otherwise read, hidden even in a root file system
+/// directory.
 const ETC_SECRETS: [&str; 7] = ["shadow", "shadow-", "gshadow", "gshadow-", "ssh", "ssl/private", "sudoers.d"];
-/// Devices bound from the host's `/dev`.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// Devices bound from the host's `/dev` (not `tty`: the jail has no controlling terminal).
+const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 /// Under `/proc`: what reads the kernel's memory or acts on the host (Docker's masked paths).
-const PROC_MASKED: [&str; 9] =
-    ["kcore", "sysrq-trigger", "keys", "timer_list", "latency_stats", "sched_debug", "acpi", "scsi", "kmsg"];
+const PROC_MASKED: [&str; 13] = [
+    "kcore",
+    "sysrq-trigger",
+    "keys",
+    "timer_list",
+    "latency_stats",
+    "sched_debug",
+    "acpi",
+    "scsi",
+    "kmsg",
+    "kpagecount",
+    "kpageflags",
+    "kpagecgroup",
+    "asound",
+];
+/// Under `/proc`: what root could change for the whole host through, made read-only.
+const PROC_READ_ONLY: [&str; 4] = ["sys", "irq", "bus", "fs"];
 
 /// What goes into the jail.
 #[derive(Debug)]
@@ -49,6 +118,13 @@ pub struct Plan {
     pub memory_events: Option<PathBuf>,
     pub host_network: bool,
     pub tmp_mb: u64,
+}
+
+/// One entry of a host directory, open.
+enum Entry {
+    Link(PathBuf),
+    Dir(OwnedFd),
+    File(OwnedFd),
 }
 
 /// The host files a jail is built from, open before any mount.
@@ -63,6 +139,8 @@ struct Sources {
     system_dirs: Vec<(&'static str, OwnedFd)>,
     /// `(name, target)` of those that are symlinks.
     system_links: Vec<(&'static str, PathBuf)>,
+    /// The allowed entries of the host's `/etc`, by name.
+    etc: Vec<(String, Entry)>,
     devices: Vec<(&'static str, OwnedFd)>,
     null: OwnedFd,
 }
@@ -84,6 +162,9 @@ pub fn build_and_enter(plan: &Plan) -> anyhow::Result<()> {
                     "the root file system {} has no /{required}; build it with images/rootfs.sh",
                     plan.root.as_deref().unwrap_or(Path::new("")).display()
                 );
+            }
+            for secret in ETC_SECRETS {
+                hide(&new_root.join("etc").join(secret), &sources.null)?;
             }
             new_root
         }
@@ -130,6 +211,7 @@ impl Sources {
                 }
             }
         }
+        let etc = if plan.root.is_none() { open_etc()? } else { Vec::new() };
         let devices = DEVICES
             .into_iter()
             .filter(|name| Path::new("/dev").join(name).exists())
@@ -145,10 +227,35 @@ impl Sources {
             resolv_conf: resolv_conf.exists().then(|| open_path(resolv_conf)).transpose()?,
             system_dirs,
             system_links,
+            etc,
             devices,
             null: open_path(Path::new("/dev/null"))?,
         })
     }
+}
+
+/// The allowed entries of the host's `/etc` ([`ETC_ALLOWED`], [`ETC_ALLOWED_PREFIXES`]).
+fn open_etc() -> anyhow::Result<Vec<(String, Entry)>> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir("/etc").context("read /etc")?.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        let allowed =
+            ETC_ALLOWED.contains(&name.as_str()) || ETC_ALLOWED_PREFIXES.iter().any(|prefix| name.starts_with(prefix));
+        if !allowed {
+            continue;
+        }
+        let path = entry.path();
+        let opened = match entry.file_type() {
+            Ok(kind) if kind.is_symlink() => {
+                Entry::Link(std::fs::read_link(&path).with_context(|| format!("read {}", path.display()))?)
+            }
+            Ok(kind) if kind.is_dir() => Entry::Dir(open_path(&path)?),
+            Ok(kind) if kind.is_file() => Entry::File(open_path(&path)?),
+            _ => continue,
+        };
+        entries.push((name, opened));
+    }
+    Ok(entries)
 }
 
 /// The root made of the host's system directories, read-only, `/etc`'s secrets hidden.
@@ -162,9 +269,26 @@ fn build_skeleton(new_root: &Path, sources: &Sources) -> anyhow::Result<()> {
         bind(source, &target, true)?;
         remount(&target, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
     }
+    let etc = new_root.join("etc");
+    make_dir(&etc)?;
+    for (name, entry) in &sources.etc {
+        let target = etc.join(name);
+        match entry {
+            Entry::Link(link) => symlink(link, &target).with_context(|| format!("link /etc/{name}"))?,
+            Entry::Dir(source) => {
+                make_dir(&target)?;
+                bind(source, &target, true)?;
+                remount(&target, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+            }
+            Entry::File(source) => {
+                make_file(&target)?;
+                bind(source, &target, false)?;
+                remount(&target, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+            }
+        }
+    }
     for secret in ETC_SECRETS {
-        let target = new_root.join("etc").join(secret);
-        hide(&target, &sources.null)?;
+        hide(&etc.join(secret), &sources.null)?;
     }
     for dir in ["workspace", "tmp", "dev", "proc", "run/dari", "var"] {
         make_dir(&new_root.join(dir))?;
@@ -229,15 +353,18 @@ fn build_run_dir(run_dir: &Path, sources: &Sources) -> anyhow::Result<()> {
     remount_tmpfs(run_dir, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, "mode=0755,size=16k")
 }
 
-/// The jail's `/proc`: its own pid namespace's, with `/proc/sys` read-only and the kernel's
-/// sensitive files hidden.
+/// The jail's `/proc`: its own pid namespace's, with `/proc/sys`, `/proc/irq`, `/proc/bus` and
+/// `/proc/fs` read-only and the kernel's sensitive files hidden.
 fn mount_proc(proc: &Path, null: &OwnedFd) -> anyhow::Result<()> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(Some("proc"), proc, Some("proc"), flags, None::<&str>).context("mount /proc")?;
-    let sys = proc.join("sys");
-    let sys_fd = open_path(&sys)?;
-    bind(&sys_fd, &sys, true)?;
-    remount(&sys, MsFlags::MS_RDONLY | flags)?;
+    for read_only in PROC_READ_ONLY {
+        let dir = proc.join(read_only);
+        if dir.is_dir() {
+            bind(&open_path(&dir)?, &dir, true)?;
+            remount(&dir, MsFlags::MS_RDONLY | flags)?;
+        }
+    }
     for masked in PROC_MASKED {
         hide(&proc.join(masked), null)?;
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::super::bundle_checks::require_file;
-use super::super::names::{is_apt_package, is_env_name, is_runtime_version};
+use super::super::names::{is_apt_package, is_env_name, is_runtime_version, reserved_env_name};
 use super::super::reader::{Fields, OptionalField, Reader, child, describe, item};
 use super::super::yaml::Node;
 use super::super::{BundleFiles, Resources, Runtimes, Sandbox, SandboxProvider, WORKSPACE_PATH};
@@ -154,6 +154,17 @@ fn read_secrets(reader: &mut Reader<'_>, node: &Node) -> Option<Vec<String>> {
                     "remove the repeat".to_owned(),
                 );
             }
+            Some(name) if reserved_env_name(&name).is_some() => {
+                let reason = reserved_env_name(&name).unwrap_or_default();
+                let message = format!("`{name}` is reserved: {reason}");
+                reader.error(
+                    &path,
+                    Some(secret_node.pos),
+                    message,
+                    "store the credential under another name".to_owned(),
+                );
+                valid = false;
+            }
             Some(name) => secrets.push(name),
             None => valid = false,
         }
@@ -170,6 +181,11 @@ fn read_env(reader: &mut Reader<'_>, node: &Node) -> Option<BTreeMap<String, Str
         if !is_env_name(&key.text) {
             let hint = "use letters, digits and _, not starting with a digit".to_owned();
             reader.error(&path, Some(key.pos), format!("invalid environment variable name `{}`", key.text), hint);
+            valid = false;
+            continue;
+        }
+        if let Some(reason) = reserved_env_name(&key.text) {
+            reader.error(&path, Some(key.pos), format!("`{}` is reserved: {reason}", key.text), "rename it".to_owned());
             valid = false;
             continue;
         }
