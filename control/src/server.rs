@@ -26,13 +26,14 @@ use crate::harness::secrets::SandboxSecrets;
 use crate::http::{self, ApiSettings, AppState};
 use crate::hub::{Hub, HubSettings};
 use crate::persistence::Store;
+use crate::sandboxes::e2b::E2bProvider;
 use crate::sandboxes::local::LocalProvider;
-use crate::sandboxes::{SandboxSettings, Sandboxes};
+use crate::sandboxes::{SandboxProvider, SandboxSettings, Sandboxes};
 use crate::secrets::MasterKey;
 use crate::worker::{Worker, WorkerSettings};
 
 pub use bootstrap::{BOOTSTRAP_KEY_FILE, Bootstrap};
-pub use config::{ExecutionConfig, ServerArgs, ServerConfig, TlsConfig};
+pub use config::{ExecutionConfig, ProviderConfig, ProviderKind, ServerArgs, ServerConfig, TlsConfig};
 
 /// How long requests in flight may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -160,7 +161,7 @@ impl Server {
     }
 }
 
-/// The sandbox hub, the local provider, the sandboxes and the worker of a server.
+/// The sandbox hub, the provider, the sandboxes and the worker of a server.
 fn execution(
     config: &ExecutionConfig,
     data_dir: &std::path::Path,
@@ -171,8 +172,14 @@ fn execution(
     local_link_url: String,
 ) -> anyhow::Result<(Sandboxes, Worker)> {
     let hub = Hub::new(HubSettings { lost_grace: config.lost_grace, ..HubSettings::default() });
-    let provider =
-        Arc::new(LocalProvider::new(config.sandboxd.clone(), data_dir.join("sandboxes"), config.sandbox_env.clone()));
+    let provider: Arc<dyn SandboxProvider> = match &config.provider {
+        ProviderConfig::Local => Arc::new(LocalProvider::new(
+            config.sandboxd.clone(),
+            data_dir.join("sandboxes"),
+            config.sandbox_env.clone(),
+        )),
+        ProviderConfig::E2b(e2b) => Arc::new(E2bProvider::new(e2b.clone())?),
+    };
     let link_url = config.link_url.clone().unwrap_or(local_link_url);
     let settings = SandboxSettings { idle_timeout: config.idle_timeout, ..SandboxSettings::new(link_url) };
     let sandboxes = Sandboxes::new(store.clone(), hub, provider, bus.clone(), settings);

@@ -9,6 +9,7 @@ mod daemon_ops;
 mod deploy;
 mod deploy_dry_run;
 mod durability;
+mod e2b;
 mod execution;
 mod files;
 mod hub;
