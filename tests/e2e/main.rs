@@ -13,6 +13,7 @@ mod e2b;
 mod execution;
 mod files;
 mod hub;
+mod images;
 mod link;
 mod manifest_corpus;
 mod manifest_fuzz;

@@ -22,6 +22,16 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
 }
 
+/// True when the tests run as root (CI does): chroot, namespaces and cgroups need it.
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|metadata| std::os::unix::fs::MetadataExt::uid(&metadata) == 0).unwrap_or(false)
+}
+
+/// The `chroot` program, which is in `sbin` (often not on a test's PATH), if installed.
+pub fn chroot_program() -> Option<PathBuf> {
+    ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot"].into_iter().map(PathBuf::from).find(|path| path.exists())
+}
+
 /// Serves a fake's `router` on a free loopback port until `stop`, and returns its
 /// `http://127.0.0.1:PORT`.
 pub async fn serve_fake(router: axum::Router, stop: tokio_util::sync::CancellationToken) -> String {
