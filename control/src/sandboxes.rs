@@ -14,8 +14,9 @@
 //!    destroys the machine, the record ends `terminated` (its token opens no link again) and the
 //!    hub forgets it.
 //!
-//! The provider behind it is a [`SandboxProvider`]; `local` is the first.
+//! The provider behind it is a [`SandboxProvider`]: `local` (a child process) or `e2b`.
 
+pub mod e2b;
 pub mod local;
 pub mod provider;
 
@@ -216,6 +217,7 @@ impl Sandboxes {
         let request = ProvisionRequest {
             sandbox_id: id.clone(),
             session_id: session.id.clone(),
+            org_id: session.org_id.clone(),
             control_url: self.inner.settings.link_url.clone(),
             token,
             internet_access: session.internet_access,

@@ -27,13 +27,16 @@ use crate::harness::secrets::SandboxSecrets;
 use crate::http::{self, ApiSettings, AppState};
 use crate::hub::{Hub, HubSettings};
 use crate::persistence::Store;
+use crate::sandboxes::e2b::E2bProvider;
 use crate::sandboxes::local::{self, LocalJail, LocalProvider};
 use crate::sandboxes::{SandboxProvider, SandboxSettings, Sandboxes};
 use crate::secrets::MasterKey;
 use crate::worker::{Worker, WorkerSettings};
 
 pub use bootstrap::{BOOTSTRAP_KEY_FILE, Bootstrap};
-pub use config::{ExecutionConfig, Isolation, JailConfig, ServerArgs, ServerConfig, TlsConfig};
+pub use config::{
+    ExecutionConfig, Isolation, JailConfig, ProviderConfig, ProviderKind, ServerArgs, ServerConfig, TlsConfig,
+};
 
 /// How long requests in flight may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -88,19 +91,7 @@ impl Server {
             stream_poll_interval: config.stream_poll_interval,
         });
         let bus = EventBus::new(config.stream_limits);
-        let sandboxes_root = config.data_dir.join("sandboxes");
-        local::prepare_root(&sandboxes_root)?;
-        let jail = local_jail(&config.execution, &sandboxes_root).await?;
-        let link_listener = match &jail {
-            Some(_) => Some(bind_link_socket(&local::link_dir(&sandboxes_root))?),
-            None => None,
-        };
-        let provider = Arc::new(LocalProvider::new(
-            config.execution.sandboxd.clone(),
-            sandboxes_root,
-            config.execution.sandbox_env.clone(),
-            jail,
-        ));
+        let (provider, link_listener) = provider(&config.execution, &config.data_dir).await?;
         let (sandboxes, worker) = execution(
             &config.execution,
             provider,
@@ -188,6 +179,28 @@ struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The server's sandbox provider, and for jailed local sandboxes the link's Unix socket.
+async fn provider(
+    config: &ExecutionConfig,
+    data_dir: &Path,
+) -> anyhow::Result<(Arc<dyn SandboxProvider>, Option<UnixListener>)> {
+    match &config.provider {
+        ProviderConfig::E2b(e2b) => Ok((Arc::new(E2bProvider::new(e2b.clone())?), None)),
+        ProviderConfig::Local => {
+            let sandboxes_root = data_dir.join("sandboxes");
+            local::prepare_root(&sandboxes_root)?;
+            let jail = local_jail(config, &sandboxes_root).await?;
+            let link_listener = match &jail {
+                Some(_) => Some(bind_link_socket(&local::link_dir(&sandboxes_root))?),
+                None => None,
+            };
+            let provider =
+                LocalProvider::new(config.sandboxd.clone(), sandboxes_root, config.sandbox_env.clone(), jail);
+            Ok((Arc::new(provider), link_listener))
+        }
     }
 }
 

@@ -308,6 +308,64 @@ fn an_unprivileged_user_gets_the_jail_in_a_user_namespace() {
     assert!(jailed.stderr.is_empty() || !jailed.stderr.contains("error"), "{}", jailed.stderr);
 }
 
+#[test]
+fn a_root_file_system_directory_is_the_whole_read_only_root() {
+    if !running_as_root() {
+        return;
+    }
+    let sandboxd = binary("sandboxd");
+    if has_interpreter(&std::fs::read(&sandboxd).expect("read sandboxd")) {
+        // The root below holds no libraries: only the static daemon (as built for the tests
+        // unless DARI_TEST_SANDBOXD_PROFILE=dev) runs in it.
+        eprintln!("skipped: the tests' sandboxd is not static");
+        return;
+    }
+    let (host, workspace) = host_dir();
+    let root = host.path().join("rootfs");
+    for dir in ["workspace", "tmp", "dev", "proc", "run/dari", "etc"] {
+        std::fs::create_dir_all(root.join(dir)).expect("a mount point");
+    }
+    std::fs::write(root.join("etc/marker"), "from the root directory\n").expect("a marker");
+    std::fs::write(root.join("etc/shadow"), "root:secret-hash").expect("a shadow file");
+    let run = |arguments: &str, tool_workspace: &str| {
+        #[allow(clippy::disallowed_methods)] // The test starts the real binary.
+        let output = Command::new(&sandboxd)
+            .args(["jail", "--sandbox-id", "sbx_jail_rootfs", "--workspace"])
+            .arg(&workspace)
+            .arg("--root")
+            .arg(&root)
+            .args(["--", "/run/dari/sandboxd", "tool"])
+            .args(arguments.split('|'))
+            .args(["--workspace", tool_workspace])
+            .output()
+            .expect("run sandboxd jail --root");
+        jailed(output)
+    };
+    let read = run(r#"read|{"path":"/etc/marker"}"#, "/");
+    assert!(read.stdout.contains("from the root directory"), "{}\n{}", read.stdout, read.stderr);
+    let shadow = run(r#"read|{"path":"/etc/shadow"}"#, "/");
+    assert!(!shadow.stdout.contains("secret-hash"), "/etc/shadow is hidden: {}", shadow.stdout);
+    let listed = run(r#"ls|{"path":"/"}"#, "/");
+    for entry in ["workspace", "etc", "run", "proc"] {
+        assert!(listed.stdout.contains(entry), "{entry}: {}", listed.stdout);
+    }
+    assert!(!listed.stdout.contains("usr"), "nothing of the host's root: {}", listed.stdout);
+    let write = run(r#"write|{"path":"/etc/new","content":"x"}"#, "/");
+    assert!(write.stdout.contains("\"is_error\":true"), "the root is read-only: {}", write.stdout);
+    let write = run(r#"write|{"path":"new","content":"x"}"#, "/workspace");
+    assert!(write.stdout.contains("\"is_error\":false"), "{}\n{}", write.stdout, write.stderr);
+    assert_eq!(std::fs::read_to_string(workspace.join("new")).expect("the file on the host"), "x");
+}
+
+/// True when an ELF64 executable names a dynamic loader (a `PT_INTERP` program header).
+fn has_interpreter(elf: &[u8]) -> bool {
+    let read = |at: usize, len: usize| {
+        elf.get(at..at + len).map(|bytes| bytes.iter().rev().fold(0u64, |n, b| n << 8 | u64::from(*b)))
+    };
+    let (Some(table), Some(entry_size), Some(entries)) = (read(32, 8), read(54, 2), read(56, 2)) else { return true };
+    (0..entries).any(|index| read((table + index * entry_size) as usize, 4) == Some(3))
+}
+
 /// True when no cgroup directory of the sandbox is left on the host.
 fn cgroup_gone(sandbox_id: &str) -> bool {
     let mut found = Vec::new();

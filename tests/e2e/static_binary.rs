@@ -3,6 +3,7 @@
 use std::process::Command;
 
 use dari_tests::binaries::binary;
+use dari_tests::{chroot_program, is_root};
 
 #[test]
 fn sandboxd_is_statically_linked() {
@@ -18,7 +19,7 @@ fn sandboxd_is_statically_linked() {
 
 #[test]
 fn sandboxd_runs_in_an_empty_root() {
-    if !nix_is_root() {
+    if !is_root() {
         eprintln!("skipped: chroot needs root (CI runs as root)");
         return;
     }
@@ -26,10 +27,7 @@ fn sandboxd_runs_in_an_empty_root() {
     std::fs::copy(binary("sandboxd"), root.path().join("sandboxd")).expect("copy the binary");
     std::fs::create_dir(root.path().join("workspace")).expect("workspace");
     std::fs::write(root.path().join("workspace/hello.txt"), "hello from an empty root\n").expect("write");
-    let Some(chroot) = ["/usr/sbin/chroot", "/usr/bin/chroot", "/sbin/chroot"]
-        .into_iter()
-        .find(|path| std::path::Path::new(path).exists())
-    else {
+    let Some(chroot) = chroot_program() else {
         eprintln!("skipped: chroot is not installed");
         return;
     };
@@ -44,8 +42,4 @@ fn sandboxd_runs_in_an_empty_root() {
     let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON tool result");
     assert_eq!(result["is_error"], false, "{result}");
     assert_eq!(result["content"][0]["text"], "hello from an empty root\n");
-}
-
-fn nix_is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|metadata| std::os::unix::fs::MetadataExt::uid(&metadata) == 0).unwrap_or(false)
 }

@@ -41,7 +41,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -112,17 +111,7 @@ impl FakeLlm {
             .route("/v1/models", get(models))
             .fallback(other)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake LLM");
-        let url = format!("http://{}", listener.local_addr().expect("a local address"));
-        // Each frame goes out at once, as a provider streams: with Nagle on, a frame written
-        // while the last one is unacknowledged waits for the client's delayed ACK (40 ms).
-        let listener = listener.tap_io(|stream| {
-            let _ = stream.set_nodelay(true);
-        });
-        let stopped = state.stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).with_graceful_shutdown(stopped.cancelled_owned()).await;
-        });
+        let url = crate::serve_fake(router, state.stop.clone()).await;
         FakeLlm { url, state }
     }
 

@@ -14,6 +14,8 @@ use tokio::sync::oneshot;
 pub struct ProvisionRequest {
     pub sandbox_id: String,
     pub session_id: String,
+    /// The session's organization (E2B's metadata names it).
+    pub org_id: String,
     /// The link's base URL for `SANDBOXD_CONTROL_URL`: `ws://host:port` or `unix:///path`.
     pub control_url: String,
     /// The sandbox's link token, for `SANDBOXD_TOKEN`; never logged.

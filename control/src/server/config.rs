@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::models::ModelArgs;
 use crate::bus::StreamLimits;
 use crate::harness::custom_runtime::RuntimeLimits;
 use crate::harness::pi::settings::PiSettings;
+use crate::sandboxes::e2b::{self, E2bConfig};
 
 pub const ENV_LISTEN: &str = "DARI_LISTEN";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
@@ -51,6 +52,13 @@ pub const DEFAULT_RUNTIME_START_TIMEOUT: &str = "60s";
 pub const ENV_RUNTIME_ADVANCE_TIMEOUT: &str = "DARI_RUNTIME_ADVANCE_TIMEOUT";
 pub const DEFAULT_RUNTIME_ADVANCE_TIMEOUT: &str = "10m";
 pub const ENV_SANDBOX_ENV: &str = "DARI_SANDBOX_ENV";
+pub const ENV_SANDBOX_PROVIDER: &str = "DARI_SANDBOX_PROVIDER";
+pub const ENV_E2B_API_URL: &str = "DARI_E2B_API_URL";
+pub const ENV_E2B_SANDBOX_URL: &str = "DARI_E2B_SANDBOX_URL";
+pub const ENV_E2B_TEMPLATE: &str = "DARI_E2B_TEMPLATE";
+pub const ENV_E2B_TIMEOUT: &str = "DARI_E2B_TIMEOUT";
+/// E2B's own name for its key, as its CLI and SDKs read it; never a flag (`ps` would show it).
+pub const ENV_E2B_API_KEY: &str = "E2B_API_KEY";
 pub const ENV_MESSAGE_LEASE: &str = "DARI_MESSAGE_LEASE";
 pub const DEFAULT_MESSAGE_LEASE: &str = "30s";
 /// Snapshots are bounded like bundles are (see dari-bundle's limits).
@@ -130,7 +138,7 @@ pub struct ServerArgs {
     /// `sandbox.resources.memory_mb`.
     #[arg(long, env = ENV_SANDBOX_MEMORY_MB, default_value_t = DEFAULT_SANDBOX_MEMORY_MB)]
     pub sandbox_memory_mb: u64,
-    /// A variable (`KEY=VALUE`) every local sandbox's processes get, the runtime server among
+    /// A variable (`KEY=VALUE`) every sandbox's processes get, the runtime server among
     /// them: proxies, endpoint overrides such as `ANTHROPIC_BASE_URL`. Repeatable; in
     /// DARI_SANDBOX_ENV, one `KEY=VALUE` per line (values such as NO_PROXY hold commas). The
     /// manifest's `sandbox.env` and `sandbox.secrets` override it.
@@ -153,8 +161,33 @@ pub struct ServerArgs {
     /// server's listen port on 127.0.0.1.
     #[arg(long, env = ENV_LINK_URL)]
     pub link_url: Option<String>,
+    /// Where sandboxes run: `local`, child processes of this server, or `e2b`, E2B's sandboxes
+    /// (which need E2B_API_KEY, and a --link-url they can reach).
+    #[arg(long, env = ENV_SANDBOX_PROVIDER, value_enum, default_value_t = ProviderKind::Local)]
+    pub sandbox_provider: ProviderKind,
+    /// E2B's API (a self-hosted E2B's, or a proxy).
+    #[arg(long, env = ENV_E2B_API_URL, default_value = e2b::DEFAULT_API_URL)]
+    pub e2b_api_url: String,
+    /// Reach envd of every E2B sandbox at this URL, which routes on the `E2b-Sandbox-Id` header
+    /// (E2B's `E2B_SANDBOX_URL`); default: each sandbox's own host.
+    #[arg(long, env = ENV_E2B_SANDBOX_URL)]
+    pub e2b_sandbox_url: Option<String>,
+    /// The E2B template sandboxes are made from (`images/e2b/`).
+    #[arg(long, env = ENV_E2B_TEMPLATE, default_value = e2b::DEFAULT_TEMPLATE)]
+    pub e2b_template: String,
+    /// How long an E2B sandbox lives before E2B kills it, busy or not (whole seconds; E2B's plans
+    /// cap it).
+    #[arg(long, env = ENV_E2B_TIMEOUT, default_value = e2b::DEFAULT_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub e2b_timeout: Duration,
     #[command(flatten)]
     pub models: ModelArgs,
+}
+
+/// The `--sandbox-provider` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    Local,
+    E2b,
 }
 
 /// The validated configuration.
@@ -187,10 +220,11 @@ pub struct ExecutionConfig {
     pub prewarm: bool,
     /// `None`: `ws://127.0.0.1:<port>` once the port is bound.
     pub link_url: Option<String>,
-    /// `--sandbox-env`: variables every local sandbox's daemon (and so each of its processes) gets.
+    /// `--sandbox-env`: variables every sandbox's daemon (and so each of its processes) gets.
     pub sandbox_env: BTreeMap<String, String>,
     /// How local sandboxes are isolated.
     pub jail: JailConfig,
+    pub provider: ProviderConfig,
     /// The managed pi harness: providers, keys, context windows, guards.
     pub pi: PiSettings,
 }
@@ -212,6 +246,13 @@ pub enum Isolation {
     None,
 }
 
+/// Where sandboxes run.
+#[derive(Clone, Debug)]
+pub enum ProviderConfig {
+    Local,
+    E2b(E2bConfig),
+}
+
 /// Where the certificate chain and its key are, as given; read when the server starts.
 #[derive(Clone, Debug)]
 pub struct TlsConfig {
@@ -220,8 +261,18 @@ pub struct TlsConfig {
 }
 
 impl ServerConfig {
-    /// Reads the flags; `default_data_dir` is used when none is given.
+    /// Reads the flags and the keys in the environment; `default_data_dir` is used when none is
+    /// given.
     pub fn from_args(args: ServerArgs, default_data_dir: PathBuf) -> anyhow::Result<ServerConfig> {
+        ServerConfig::from_args_and_env(args, default_data_dir, |name| std::env::var(name).ok())
+    }
+
+    /// [`ServerConfig::from_args`] with the environment's keys read through `env`.
+    pub fn from_args_and_env(
+        args: ServerArgs,
+        default_data_dir: PathBuf,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<ServerConfig> {
         if let Some(url) = &args.public_url {
             anyhow::ensure!(
                 url.starts_with("http://") || url.starts_with("https://"),
@@ -231,6 +282,8 @@ impl ServerConfig {
         anyhow::ensure!(args.max_file_bytes > 0, "--max-file-bytes must be at least 1");
         anyhow::ensure!(!args.stream_keepalive.is_zero(), "--stream-keepalive must be longer than zero");
         anyhow::ensure!(!args.stream_poll_interval.is_zero(), "--stream-poll-interval must be longer than zero");
+        let sandbox_env = parse_sandbox_env(&args.sandbox_env)?;
+        let provider = provider_config(&args, &sandbox_env, &env)?;
         let given = |path: Option<PathBuf>| path.filter(|path| !path.as_os_str().is_empty());
         let tls = match (given(args.tls_cert), given(args.tls_key)) {
             (Some(cert_path), Some(key_path)) => Some(TlsConfig { cert_path, key_path }),
@@ -256,11 +309,11 @@ impl ServerConfig {
             args.message_lease >= Duration::from_millis(300),
             "--message-lease must be at least 300ms: a worker renews it every third of its length"
         );
-        let sandbox_env = parse_sandbox_env(&args.sandbox_env)?;
         anyhow::ensure!(
             args.sandbox_pids_max >= 16,
             "--sandbox-pids-max must be at least 16: the daemon and a shell need a few"
         );
+        anyhow::ensure!(args.sandbox_memory_mb >= 32, "--sandbox-memory-mb must be at least 32: the daemon needs some");
         let sandbox_root = given(args.sandbox_root);
         if let Some(root) = &sandbox_root {
             anyhow::ensure!(
@@ -292,7 +345,8 @@ impl ServerConfig {
                 pids_max: args.sandbox_pids_max,
                 default_memory_mb: args.sandbox_memory_mb,
             },
-            pi: args.models.settings(|name| std::env::var(name).ok())?,
+            provider,
+            pi: args.models.settings(&env)?,
         };
         Ok(ServerConfig {
             execution,
@@ -343,6 +397,52 @@ fn parse_sandbox_env(entries: &[String]) -> anyhow::Result<BTreeMap<String, Stri
         env.insert(key.to_owned(), value.to_owned());
     }
     Ok(env)
+}
+
+/// The provider's settings. E2B's sandboxes run elsewhere, so they must be told a link URL they
+/// can reach: this server's default, 127.0.0.1, is not one.
+fn provider_config(
+    args: &ServerArgs,
+    sandbox_env: &BTreeMap<String, String>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<ProviderConfig> {
+    if args.sandbox_provider == ProviderKind::Local {
+        return Ok(ProviderConfig::Local);
+    }
+    let api_key = env(ENV_E2B_API_KEY).filter(|key| !key.trim().is_empty()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--sandbox-provider e2b needs the E2B API key in {ENV_E2B_API_KEY} (https://e2b.dev/dashboard?tab=keys)"
+        )
+    })?;
+    match args.link_url.as_deref() {
+        Some(url) if url.starts_with("ws://") || url.starts_with("wss://") => {}
+        Some(url) => anyhow::bail!(
+            "--sandbox-provider e2b needs a --link-url ({ENV_LINK_URL}) that E2B's sandboxes can dial over the internet: ws:// or wss://, not {url:?}"
+        ),
+        None => anyhow::bail!(
+            "--sandbox-provider e2b needs --link-url ({ENV_LINK_URL}): the ws:// or wss:// URL at which E2B's sandboxes reach this server over the internet"
+        ),
+    }
+    for (flag, url) in
+        [("--e2b-api-url", Some(&args.e2b_api_url)), ("--e2b-sandbox-url", args.e2b_sandbox_url.as_ref())]
+    {
+        if let Some(url) = url {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "{flag} {url:?} must start with http:// or https://"
+            );
+        }
+    }
+    anyhow::ensure!(!args.e2b_template.trim().is_empty(), "--e2b-template must name a template");
+    anyhow::ensure!(args.e2b_timeout >= Duration::from_secs(1), "--e2b-timeout must be at least 1s");
+    Ok(ProviderConfig::E2b(E2bConfig {
+        api_url: args.e2b_api_url.trim_end_matches('/').to_owned(),
+        sandbox_url: args.e2b_sandbox_url.as_ref().map(|url| url.trim_end_matches('/').to_owned()),
+        template: args.e2b_template.clone(),
+        timeout: args.e2b_timeout,
+        sandbox_env: sandbox_env.clone(),
+        api_key,
+    }))
 }
 
 /// `sandboxd` beside the running `dari` binary, else the name alone (found on PATH).
