@@ -1,7 +1,7 @@
 //! The recipes in `images/`: the rootfs script parses and refuses bad arguments, the Dockerfiles
 //! agree with how sandboxd is built and with the server's default E2B template, and (with
-//! `DARI_TEST_ROOTFS=1`, since it downloads Debian packages) the script builds a root in which
-//! sandboxd runs.
+//! `DARI_TEST_ROOTFS=1`, since it downloads Debian packages; CI sets it) the script builds a root
+//! in which sandboxd runs, under chroot and as the local jail's root.
 
 use std::process::{Command, Output};
 
@@ -131,4 +131,22 @@ fn the_rootfs_script_builds_a_root_in_which_sandboxd_runs() {
         .output()
         .expect("run chroot");
     assert!(python.status.success(), "{}", String::from_utf8_lossy(&python.stderr));
+
+    // The same root as the local jail's (`--sandbox-root`): bash and python3 run, read-only.
+    let workspace = scratch.path().join("workspace");
+    std::fs::create_dir(&workspace).expect("a workspace");
+    let script = "echo hello > /workspace/made.txt; python3 -c 'print(40 + 2)'; (: > /usr/x) 2>/dev/null || echo read-only";
+    #[allow(clippy::disallowed_methods)] // The jail is the real binary's.
+    let jailed = Command::new(binary("sandboxd"))
+        .args(["jail", "--sandbox-id", "sbx_images_rootfs", "--workspace"])
+        .arg(&workspace)
+        .arg("--root")
+        .arg(&root)
+        .args(["--", "/bin/bash", "-c", script])
+        .output()
+        .expect("run sandboxd jail --root");
+    let stdout = String::from_utf8_lossy(&jailed.stdout);
+    assert!(jailed.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&jailed.stderr));
+    assert_eq!(stdout, "42\nread-only\n");
+    assert_eq!(std::fs::read_to_string(workspace.join("made.txt")).expect("the file on the host"), "hello\n");
 }
