@@ -19,6 +19,7 @@
 //! that the supervisors block.
 
 mod cgroup;
+mod layers;
 mod loopback;
 mod mounts;
 mod privileges;
@@ -33,6 +34,7 @@ use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{Gid, Uid};
 
 pub use cgroup::{CgroupLimits, MEMORY_EVENTS_IN_JAIL};
+pub use layers::BindRo;
 
 /// Where the jail's own files are: this sandboxd, the link's socket directory and the memory
 /// events counter, read-only.
@@ -75,12 +77,31 @@ pub struct JailSpec {
     /// The size of the jail's `/tmp` (and `/dev/shm`), in MiB; both count against the memory limit.
     #[arg(long, default_value_t = 512)]
     pub tmp_mb: u64,
+    /// A prepared runtime: a layer directory (built with `--build-layer`) laid read-only over the
+    /// root.
+    #[arg(long, conflicts_with = "build_layer")]
+    pub layer: Option<PathBuf>,
+    /// Build a prepared runtime: the root is writable and what the program writes lands in this
+    /// layer directory (made if missing); the host's files stay as they are.
+    #[arg(long)]
+    pub build_layer: Option<PathBuf>,
+    /// `HOST:JAIL`: a host directory bound read-only into the jail (a build's `/bundle`).
+    #[arg(long)]
+    pub bind_ro: Vec<BindRo>,
     /// The program to run in the jail, after `--`; default: `/run/dari/sandboxd run`.
     #[arg(last = true)]
     pub command: Vec<OsString>,
 }
 
 impl JailSpec {
+    fn layers(&self) -> Option<layers::LayerPlan> {
+        match (&self.layer, &self.build_layer) {
+            (_, Some(dir)) => Some(layers::LayerPlan::Build(dir.clone())),
+            (Some(dir), None) => Some(layers::LayerPlan::Read(dir.clone())),
+            (None, None) => None,
+        }
+    }
+
     fn limits(&self) -> CgroupLimits {
         CgroupLimits { memory_mb: self.memory_mb, cpus: self.cpus, pids_max: self.pids_max }
     }
@@ -128,6 +149,9 @@ fn launch_inner(spec: &JailSpec, args: Vec<OsString>) -> anyhow::Result<ExitCode
     });
     if let Some(cgroups) = cgroups {
         cgroups.remove();
+    }
+    if let Some(layer_dir) = &spec.build_layer {
+        layers::tidy_after_build(layer_dir, &spec.bind_ro);
     }
     status
 }
@@ -182,6 +206,8 @@ fn init_inner(spec: &JailSpec) -> anyhow::Result<ExitCode> {
         memory_events: memory_events.clone(),
         host_network: spec.host_network,
         tmp_mb: spec.tmp_mb,
+        layers: spec.layers(),
+        binds: spec.bind_ro.clone(),
     };
     mounts::build_and_enter(&plan).context("build the jail's file system")?;
     privileges::restrict_children().context("drop privileges")?;

@@ -23,6 +23,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::Mode;
 use nix::sys::statvfs::{FsFlags, statvfs};
 
+use super::layers::{BindRo, BindSources, LayerPlan, LayerSources, ROOT_LAYER, VAR_DIRS, fd_path};
 use super::{LINK_DIR_IN_JAIL, RUN_DIR, SANDBOXD_IN_JAIL, WORKSPACE_IN_JAIL};
 use crate::jail::cgroup::MEMORY_EVENTS_IN_JAIL;
 
@@ -49,6 +50,9 @@ pub struct Plan {
     pub memory_events: Option<PathBuf>,
     pub host_network: bool,
     pub tmp_mb: u64,
+    /// A prepared runtime over the root, or a build of one (`layers.rs`).
+    pub layers: Option<LayerPlan>,
+    pub binds: Vec<BindRo>,
 }
 
 /// The host files a jail is built from, open before any mount.
@@ -65,6 +69,8 @@ struct Sources {
     system_links: Vec<(&'static str, PathBuf)>,
     devices: Vec<(&'static str, OwnedFd)>,
     null: OwnedFd,
+    layers: Option<LayerSources>,
+    binds: BindSources,
 }
 
 /// Builds the jail's file system and makes it the root; the working directory is `/workspace`.
@@ -77,7 +83,10 @@ pub fn build_and_enter(plan: &Plan) -> anyhow::Result<()> {
         Some(root) => {
             let new_root = Path::new(STAGING).join("root");
             make_dir(&new_root)?;
-            bind(root, &new_root, true)?;
+            match &sources.layers {
+                Some(layers) => layers.mount(ROOT_LAYER, &fd_path(root), &new_root)?,
+                None => bind(root, &new_root, true)?,
+            }
             for required in ["workspace", "tmp", "dev", "proc", "run/dari"] {
                 anyhow::ensure!(
                     new_root.join(required).is_dir(),
@@ -87,11 +96,7 @@ pub fn build_and_enter(plan: &Plan) -> anyhow::Result<()> {
             }
             new_root
         }
-        None => {
-            let new_root = PathBuf::from(STAGING);
-            build_skeleton(&new_root, &sources)?;
-            new_root
-        }
+        None => build_skeleton(Path::new(STAGING), &sources)?,
     };
     let workspace = new_root.join(WORKSPACE_IN_JAIL.trim_start_matches('/'));
     bind(&sources.workspace, &workspace, false)?;
@@ -108,8 +113,12 @@ pub fn build_and_enter(plan: &Plan) -> anyhow::Result<()> {
         bind(resolv_conf, &new_root.join("etc/resolv.conf"), false)?;
         remount(&new_root.join("etc/resolv.conf"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
     }
+    sources.binds.mount(&new_root)?;
     mount_proc(&new_root.join("proc"), &sources.null)?;
-    remount(&new_root, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    // A build's root stays writable: what it writes lands in the layer directory.
+    if !sources.layers.as_ref().is_some_and(LayerSources::is_build) {
+        remount(&new_root, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    }
     enter(&new_root)
 }
 
@@ -136,6 +145,7 @@ impl Sources {
             .map(|name| Ok((name, open_path(&Path::new("/dev").join(name))?)))
             .collect::<anyhow::Result<_>>()?;
         let resolv_conf = Path::new("/etc/resolv.conf");
+        let names: Vec<&str> = system_dirs.iter().map(|(name, _)| *name).collect();
         Ok(Sources {
             workspace: open_path(&plan.workspace).context("the workspace")?,
             root: plan.root.as_deref().map(open_path).transpose().context("the root file system")?,
@@ -147,30 +157,61 @@ impl Sources {
             system_links,
             devices,
             null: open_path(Path::new("/dev/null"))?,
+            layers: plan
+                .layers
+                .as_ref()
+                .map(|layers| LayerSources::open(layers, plan.root.is_none(), &names))
+                .transpose()?,
+            binds: BindSources::open(&plan.binds)?,
         })
     }
 }
 
-/// The root made of the host's system directories, read-only, `/etc`'s secrets hidden.
-fn build_skeleton(new_root: &Path, sources: &Sources) -> anyhow::Result<()> {
+/// The root made of the host's system directories, read-only, `/etc`'s secrets hidden; with a
+/// layer directory, the skeleton is built beside the root and every part of it is layered.
+fn build_skeleton(staging: &Path, sources: &Sources) -> anyhow::Result<PathBuf> {
+    let skeleton = if sources.layers.is_some() { staging.join("skeleton") } else { staging.to_owned() };
+    make_dir(&skeleton)?;
     for (name, target) in &sources.system_links {
-        symlink(target, new_root.join(name)).with_context(|| format!("link /{name}"))?;
+        symlink(target, skeleton.join(name)).with_context(|| format!("link /{name}"))?;
     }
+    let var_dirs = if sources.layers.is_some() { &VAR_DIRS[..] } else { &[] };
+    let system_dirs = sources.system_dirs.iter().map(|(name, _)| *name);
+    for dir in ["workspace", "tmp", "dev", "proc", "run/dari", "var"]
+        .into_iter()
+        .chain(system_dirs)
+        .chain(var_dirs.iter().copied())
+    {
+        make_dir(&skeleton.join(dir))?;
+    }
+    symlink("../tmp", skeleton.join("var/tmp")).context("link /var/tmp")?;
+    let new_root = match &sources.layers {
+        Some(layers) => {
+            let new_root = staging.join("root");
+            make_dir(&new_root)?;
+            layers.mount(ROOT_LAYER, &skeleton.to_string_lossy(), &new_root)?;
+            new_root
+        }
+        None => skeleton,
+    };
     for (name, source) in &sources.system_dirs {
         let target = new_root.join(name);
-        make_dir(&target)?;
-        bind(source, &target, true)?;
-        remount(&target, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+        match &sources.layers {
+            Some(layers) => layers.mount(name, &fd_path(source), &target)?,
+            None => {
+                bind(source, &target, true)?;
+                remount(&target, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+            }
+        }
+    }
+    if let Some(layers) = &sources.layers {
+        layers.mount_var_dirs(&new_root)?;
     }
     for secret in ETC_SECRETS {
         let target = new_root.join("etc").join(secret);
         hide(&target, &sources.null)?;
     }
-    for dir in ["workspace", "tmp", "dev", "proc", "run/dari", "var"] {
-        make_dir(&new_root.join(dir))?;
-    }
-    symlink("../tmp", new_root.join("var/tmp")).context("link /var/tmp")?;
-    Ok(())
+    Ok(new_root)
 }
 
 /// `/dev`: a small tmpfs with the harmless devices bound in, its own `devpts` and `/dev/shm`.
@@ -264,12 +305,12 @@ fn hide(target: &Path, null: &OwnedFd) -> anyhow::Result<()> {
     }
 }
 
-fn open_path(path: &Path) -> anyhow::Result<OwnedFd> {
+pub(super) fn open_path(path: &Path) -> anyhow::Result<OwnedFd> {
     open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).with_context(|| format!("open {}", path.display()))
 }
 
 /// Binds what `source` names onto `target`, through the descriptor.
-fn bind(source: &OwnedFd, target: &Path, recursive: bool) -> anyhow::Result<()> {
+pub(super) fn bind(source: &OwnedFd, target: &Path, recursive: bool) -> anyhow::Result<()> {
     let from = format!("/proc/self/fd/{}", source.as_raw_fd());
     let mut flags = MsFlags::MS_BIND;
     if recursive {
@@ -281,7 +322,7 @@ fn bind(source: &OwnedFd, target: &Path, recursive: bool) -> anyhow::Result<()> 
 
 /// Sets a bind mount's flags, keeping those the kernel locks (a user namespace may not clear
 /// `nosuid`, `noexec` or the atime flags of a mount it did not make).
-fn remount(target: &Path, flags: MsFlags) -> anyhow::Result<()> {
+pub(super) fn remount(target: &Path, flags: MsFlags) -> anyhow::Result<()> {
     let existing = statvfs(target).with_context(|| format!("statvfs {}", target.display()))?.flags();
     let mut flags = flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
     for (fs_flag, ms_flag) in [
@@ -310,7 +351,7 @@ fn remount_tmpfs(target: &Path, flags: MsFlags, options: &str) -> anyhow::Result
         .with_context(|| format!("remount {}", target.display()))
 }
 
-fn make_dir(path: &Path) -> anyhow::Result<()> {
+pub(super) fn make_dir(path: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(path).with_context(|| format!("create {}", path.display()))
 }
 
