@@ -28,7 +28,7 @@ use crate::http::{self, ApiSettings, AppState};
 use crate::hub::{Hub, HubSettings};
 use crate::persistence::Store;
 use crate::sandboxes::local::{self, LocalJail, LocalProvider};
-use crate::sandboxes::{SandboxProvider, SandboxSettings, Sandboxes};
+use crate::sandboxes::{PreparedRuntimes, SandboxProvider, SandboxSettings, Sandboxes};
 use crate::secrets::MasterKey;
 use crate::worker::{Worker, WorkerSettings};
 
@@ -94,6 +94,13 @@ impl Server {
             Some(_) => Some(bind_link_socket(&local::link_dir(&sandboxes_root))?),
             None => None,
         };
+        let runtimes = PreparedRuntimes::new(
+            store.clone(),
+            blobs.clone(),
+            config.execution.sandboxd.clone(),
+            config.data_dir.join("runtimes"),
+            jail.clone(),
+        );
         let provider = Arc::new(LocalProvider::new(
             config.execution.sandboxd.clone(),
             sandboxes_root,
@@ -102,7 +109,7 @@ impl Server {
         ));
         let (sandboxes, worker) = execution(
             &config.execution,
-            provider,
+            SandboxBackend { provider, runtimes: Some(runtimes) },
             &store,
             &bus,
             &master_key,
@@ -228,10 +235,17 @@ fn bind_link_socket(dir: &Path) -> anyhow::Result<UnixListener> {
     })
 }
 
-/// The sandbox hub, the sandboxes on `provider` and the worker of a server.
+/// Where a server's sandboxes run: the provider, and the prepared runtimes of versions with a
+/// sandbox setup (where the provider has them).
+struct SandboxBackend {
+    provider: Arc<dyn SandboxProvider>,
+    runtimes: Option<PreparedRuntimes>,
+}
+
+/// The sandbox hub, the sandboxes on the backend's provider and the worker of a server.
 fn execution(
     config: &ExecutionConfig,
-    provider: Arc<dyn SandboxProvider>,
+    backend: SandboxBackend,
     store: &Store,
     bus: &EventBus,
     master_key: &MasterKey,
@@ -241,7 +255,7 @@ fn execution(
     let hub = Hub::new(HubSettings { lost_grace: config.lost_grace, ..HubSettings::default() });
     let link_url = config.link_url.clone().unwrap_or(local_link_url);
     let settings = SandboxSettings { idle_timeout: config.idle_timeout, ..SandboxSettings::new(link_url) };
-    let sandboxes = Sandboxes::new(store.clone(), hub, provider, bus.clone(), settings);
+    let sandboxes = Sandboxes::new(store.clone(), hub, backend.provider, bus.clone(), backend.runtimes, settings);
     let worker_settings = WorkerSettings {
         concurrency: config.workers,
         lease: config.message_lease,
