@@ -100,6 +100,7 @@ impl Server {
             config.execution.sandboxd.clone(),
             config.data_dir.join("runtimes"),
             jail.clone(),
+            config.execution.skip_sandbox_setup,
         );
         let provider = Arc::new(LocalProvider::new(
             config.execution.sandboxd.clone(),

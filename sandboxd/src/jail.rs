@@ -14,6 +14,9 @@
 //!    exits with the program's status, which ends every process left in the namespace;
 //! 3. the program, as pid 2, with only [`privileges::KEPT`] capabilities and `no_new_privs`.
 //!
+//! A prepared runtime (`layers.rs`) is laid read-only over the root with `--layer`; `--build-layer`
+//! builds one: the root is then writable, and what the program writes lands in the layer directory.
+//!
 //! No `unsafe`: namespaces, mounts and signals go through `nix`'s safe wrappers and capabilities
 //! through `caps`; children are started with `std::process::Command`, which resets the signal mask
 //! that the supervisors block.

@@ -86,6 +86,8 @@ struct Inner {
     root: PathBuf,
     /// `None`: sandboxes run without a jail, and a setup cannot run without changing the host.
     jail: Option<LocalJail>,
+    /// `--skip-sandbox-setup`: no setup is built, and sandboxes start on the bare base.
+    skip: bool,
     /// One build at a time per digest.
     gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -190,9 +192,10 @@ impl PreparedRuntimes {
         sandboxd: PathBuf,
         root: PathBuf,
         jail: Option<LocalJail>,
+        skip: bool,
     ) -> PreparedRuntimes {
         let gates = Mutex::new(HashMap::new());
-        PreparedRuntimes { inner: Arc::new(Inner { store, blobs, sandboxd, root, jail, gates }) }
+        PreparedRuntimes { inner: Arc::new(Inner { store, blobs, sandboxd, root, jail, skip, gates }) }
     }
 
     /// The layer directory of the version's prepared runtime, built first when it is not ready
@@ -218,7 +221,7 @@ impl PreparedRuntimes {
                 json!({"version_id": version_id}),
             ));
         }
-        if !needs_setup(section) {
+        if !needs_setup(section) || self.inner.skip {
             return Ok(None);
         }
         let Some(jail) = self.inner.jail.clone() else {
@@ -233,10 +236,15 @@ impl PreparedRuntimes {
         let store = &self.inner.store;
         if let Some(digest) = store.version_runtime(org_id, version_id).await?
             && let Some(record) = store.runtime(org_id, &digest).await?
-            && record.status == RuntimeStatus::Ready
-            && self.layer_dir(&digest).is_dir()
         {
-            return Ok(Some(self.layer_dir(&digest)));
+            match record.status {
+                RuntimeStatus::Ready if self.layer_dir(&digest).is_dir() => return Ok(Some(self.layer_dir(&digest))),
+                RuntimeStatus::Failed if !retry_failed => {
+                    let error = record.error.as_deref().unwrap_or("failed");
+                    return Err(self.failure(&digest, version_id, error, &record.log));
+                }
+                _ => {}
+            }
         }
         let runtimes = self.clone();
         let (org_id, version_id, section) = (org_id.to_owned(), version_id.to_owned(), section.clone());
@@ -249,7 +257,7 @@ impl PreparedRuntimes {
 
     /// [`PreparedRuntimes::prepare`] in the background, for a version just published.
     pub fn prepare_in_background(&self, org_id: &str, version_id: &str, section: &SandboxSection) {
-        if !needs_setup(section) || self.inner.jail.is_none() || section.dockerfile.is_some() {
+        if !needs_setup(section) || self.inner.jail.is_none() || self.inner.skip || section.dockerfile.is_some() {
             return;
         }
         let runtimes = self.clone();

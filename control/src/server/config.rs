@@ -43,6 +43,7 @@ pub const ENV_SANDBOX_PIDS_MAX: &str = "DARI_SANDBOX_PIDS_MAX";
 pub const DEFAULT_SANDBOX_PIDS_MAX: u64 = 1024;
 pub const DEFAULT_SANDBOX_LOST_GRACE: &str = "30s";
 pub const ENV_PREWARM_SANDBOXES: &str = "DARI_PREWARM_SANDBOXES";
+pub const ENV_SKIP_SANDBOX_SETUP: &str = "DARI_SKIP_SANDBOX_SETUP";
 pub const ENV_LINK_URL: &str = "DARI_LINK_URL";
 pub const ENV_RUNTIME_START_TIMEOUT: &str = "DARI_RUNTIME_START_TIMEOUT";
 pub const DEFAULT_RUNTIME_START_TIMEOUT: &str = "60s";
@@ -143,6 +144,11 @@ pub struct ServerArgs {
     /// Start a session's sandbox when the session is created, not at its first message.
     #[arg(long, env = ENV_PREWARM_SANDBOXES)]
     pub prewarm_sandboxes: bool,
+    /// Never build versions' sandbox setup (`sandbox.packages.apt`, `sandbox.runtimes`,
+    /// `sandbox.setup.script`): their sandboxes start on the bare base. For development, where the
+    /// operator provides what the setup installs (e.g. on `PATH` through `--sandbox-env`).
+    #[arg(long, env = ENV_SKIP_SANDBOX_SETUP)]
+    pub skip_sandbox_setup: bool,
     /// The URL sandboxes dial to reach this server's link (`ws://host:port`); default: this
     /// server's listen port on 127.0.0.1.
     #[arg(long, env = ENV_LINK_URL)]
@@ -185,6 +191,8 @@ pub struct ExecutionConfig {
     pub sandbox_env: BTreeMap<String, String>,
     /// How local sandboxes are isolated.
     pub jail: JailConfig,
+    /// `--skip-sandbox-setup`: versions' sandbox setup is never built.
+    pub skip_sandbox_setup: bool,
     /// The managed pi harness: providers, keys, context windows, guards.
     pub pi: PiSettings,
 }
@@ -280,6 +288,7 @@ impl ServerConfig {
             link_url: args.link_url.map(|url| url.trim_end_matches('/').to_owned()),
             sandbox_env,
             jail: JailConfig { isolation: args.sandbox_isolation, root: sandbox_root, pids_max: args.sandbox_pids_max },
+            skip_sandbox_setup: args.skip_sandbox_setup,
             pi: args.models.settings(|name| std::env::var(name).ok())?,
         };
         Ok(ServerConfig {

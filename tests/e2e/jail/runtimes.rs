@@ -163,3 +163,20 @@ async fn without_the_jail_a_version_with_a_setup_fails_clearly() {
     assert!(text.contains("--sandbox-isolation none") && text.contains("host"), "{text}");
     assert_eq!(runtime(&control, &agent).await["status"], "pending");
 }
+
+#[tokio::test]
+async fn a_runtime_version_the_base_does_not_offer_fails_the_build_naming_both() {
+    if !running_as_root() {
+        return;
+    }
+    let fake = FakeLlm::start().await;
+    let control = server(Engine::Sqlite, &fake).args(["--sandbox-isolation", "jail"]).start().await;
+    let agent = deploy(&control, &manifest("sandbox:\n  runtimes:\n    python: \"2.7\"\n"), &[]).await;
+    let runtime = built(&control, &agent).await;
+    assert_eq!(runtime["status"], "failed", "{runtime}");
+    let log = runtime["log"].as_str().expect("a log");
+    assert!(
+        log.contains("sandbox.runtimes.python asks for 2.7, but this sandbox base's Debian packages give python 3."),
+        "{log}"
+    );
+}
