@@ -7,6 +7,7 @@
 //! These tests need root (mounts, cgroups), as CI runs them; elsewhere they fail saying so, unless
 //! DARI_TEST_ALLOW_NO_ROOT=1 skips them.
 
+mod layers;
 mod runtimes;
 mod through_control;
 
