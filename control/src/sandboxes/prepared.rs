@@ -168,7 +168,7 @@ pub fn build_script(section: &SandboxSection) -> String {
         let quoted: Vec<String> = packages.iter().map(|package| quote(package)).collect();
         script.push_str("mkdir -p /var/log/apt /var/cache/apt/archives/partial\n");
         script.push_str(&format!("step 'apt-get update'\n{apt} update\n"));
-        script.push_str(&format!("step 'apt-get install {}'\n", packages.join(" ")));
+        script.push_str(&format!("step {}\n", quote(&format!("apt-get install {}", packages.join(" ")))));
         script.push_str(&format!("{apt} install -y --no-install-recommends {}\n{apt} clean\n", quoted.join(" ")));
     }
     for check in checks {
