@@ -9,7 +9,7 @@ pub mod secrets;
 
 use crate::bus::EventBus;
 use crate::persistence::{ClaimedMessage, Store, TurnError, VersionRecord};
-use crate::sandboxes::Sandboxes;
+use crate::sandboxes::{SandboxError, Sandboxes};
 use secrets::SandboxSecrets;
 
 /// What a harness sees of one turn.
@@ -39,4 +39,16 @@ pub enum TurnFailure {
     /// The worker's lease on the message ended (another worker took it over): nothing more is
     /// written.
     LeaseLost(String),
+}
+
+impl From<SandboxError> for TurnFailure {
+    /// A sandbox that could not start is tried again; a setup that failed fails the message.
+    fn from(error: SandboxError) -> TurnFailure {
+        match error {
+            SandboxError::Unavailable(reason) => TurnFailure::Retryable(reason),
+            SandboxError::SetupFailed { message, details } => {
+                TurnFailure::Final(TurnError::new("sandbox_setup_failed", message, details))
+            }
+        }
+    }
 }

@@ -8,6 +8,8 @@
 //! - Sessions, and per session an append-only ledger of events and the messages derived from it.
 //! - Uploaded files' metadata; the bytes live in the blob store.
 //! - Per session, a record of its last workspace archive; the archive lives in the blob store.
+//! - Prepared runtimes (what a version's sandbox setup built): status, log, and which version uses
+//!   which; the runtime itself is a directory of the machine that built it.
 //!
 //! ## Two engines, one schema
 //!
@@ -27,6 +29,7 @@ mod messages;
 mod migrate;
 mod orgs;
 mod queue;
+mod runtimes;
 mod sandboxes;
 mod sessions;
 mod snapshots;
@@ -48,6 +51,7 @@ pub use ledger::{Actor, EventRecord, LedgerError, event_id, event_type};
 pub use messages::{Appended, Idempotency, MessageRecord, NewToolResult, NewUserMessage};
 pub use orgs::OrgRecord;
 pub use queue::{ClaimedMessage, CommittedTurn, StateChange, TurnError, TurnOutcome};
+pub use runtimes::{RuntimeRecord, RuntimeStatus};
 pub use sandboxes::{NewSandbox, SandboxRecord, SandboxStatus};
 pub use sessions::{MessageStatus, NewSession, Page, SessionFilter, SessionRecord, SessionStatus};
 pub use snapshots::{NewSnapshot, SnapshotCheck, SnapshotRecord, SnapshotStatus, snapshot_blob_key};

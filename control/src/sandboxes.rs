@@ -14,10 +14,13 @@
 //!    destroys the machine, the record ends `terminated` (its token opens no link again) and the
 //!    hub forgets it.
 //!
-//! The provider behind it is a [`SandboxProvider`]: `local` (a child process) or `e2b`.
+//! The provider behind it is a [`SandboxProvider`]: `local` (a child process) or `e2b`. A version
+//! with a sandbox setup gets its prepared runtime ([`PreparedRuntimes`]) before its first local
+//! sandbox starts.
 
 pub mod e2b;
 pub mod local;
+pub mod prepared;
 pub mod provider;
 
 use std::collections::HashMap;
@@ -39,6 +42,7 @@ use crate::persistence::{
 use crate::secrets::{new_token, token_hash};
 use crate::sync::lock;
 
+pub use prepared::{PrepareError, PreparedRuntimes};
 pub use provider::{ProvisionRequest, Provisioned, SandboxEnv, SandboxProvider};
 
 /// The largest workspace archive a sandbox may send.
@@ -82,8 +86,14 @@ pub struct ReadySandbox {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SandboxError(pub String);
+pub enum SandboxError {
+    /// The sandbox could not be started or reached; another attempt may do better.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The version's sandbox setup failed, or cannot run here: no attempt will do better.
+    #[error("{message}")]
+    SetupFailed { message: String, details: serde_json::Value },
+}
 
 #[derive(Clone, Debug)]
 pub struct Sandboxes {
@@ -96,6 +106,8 @@ struct Inner {
     hub: Hub,
     bus: EventBus,
     provider: Arc<dyn SandboxProvider>,
+    /// The prepared runtimes of versions with a sandbox setup; `None` where the provider has none.
+    runtimes: Option<PreparedRuntimes>,
     settings: SandboxSettings,
     /// One provisioning at a time per session.
     provisioning: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -110,10 +122,20 @@ impl Sandboxes {
         hub: Hub,
         provider: Arc<dyn SandboxProvider>,
         bus: EventBus,
+        runtimes: Option<PreparedRuntimes>,
         settings: SandboxSettings,
     ) -> Sandboxes {
         let (provisioning, ending) = (Mutex::new(HashMap::new()), Mutex::new(HashMap::new()));
-        Sandboxes { inner: Arc::new(Inner { store, hub, bus, provider, settings, provisioning, ending }) }
+        let inner = Inner { store, hub, bus, provider, runtimes, settings, provisioning, ending };
+        Sandboxes { inner: Arc::new(inner) }
+    }
+
+    /// Starts building a just published version's prepared runtime, so that it is often ready
+    /// before the version's first session needs it.
+    pub fn prepare_in_background(&self, org_id: &str, version_id: &str, section: &SandboxSection) {
+        if let Some(runtimes) = &self.inner.runtimes {
+            runtimes.prepare_in_background(org_id, version_id, section);
+        }
     }
 
     pub fn hub(&self) -> &Hub {
@@ -196,6 +218,20 @@ impl Sandboxes {
         env: &SandboxEnv,
     ) -> Result<ReadySandbox, SandboxError> {
         let store = &self.inner.store;
+        let runtime_layer = match &self.inner.runtimes {
+            Some(runtimes) => runtimes.prepare(&session.org_id, &session.version_id, section, false).await?,
+            None if prepared::needs_setup(section) => {
+                return Err(SandboxError::SetupFailed {
+                    message: format!(
+                        "sandbox.packages, sandbox.runtimes and sandbox.setup are built only for local sandboxes; \
+                         on {} bake them into the template (docs/images.md)",
+                        self.inner.provider.name()
+                    ),
+                    details: serde_json::Value::Null,
+                });
+            }
+            None => None,
+        };
         let id = new_id(SANDBOX_PREFIX);
         let token = new_token("sbt_");
         let new = NewSandbox {
@@ -207,7 +243,7 @@ impl Sandboxes {
             control_url: &self.inner.settings.link_url,
         };
         let Some(record) = store.insert_sandbox(&new).await.map_err(internal)? else {
-            return Err(SandboxError(format!(
+            return Err(SandboxError::Unavailable(format!(
                 "session {} already has a sandbox being provisioned by another control replica; retry",
                 session.id
             )));
@@ -223,13 +259,14 @@ impl Sandboxes {
             internet_access: session.internet_access,
             resources: section.resources.clone(),
             env: env.clone(),
+            runtime_layer,
         };
         let provisioned = match self.inner.provider.provision(&request).await {
             Ok(provisioned) => provisioned,
             Err(error) => {
                 let reason = format!("provision a {} sandbox: {error:#}", self.inner.provider.name());
                 self.teardown(&record, &reason, false).await;
-                return Err(SandboxError(reason));
+                return Err(SandboxError::Unavailable(reason));
             }
         };
         let record = SandboxRecord { handle: provisioned.handle.clone(), ..record };
@@ -257,7 +294,7 @@ impl Sandboxes {
                 let log = record.handle["log"].as_str().unwrap_or("the provider's log");
                 let reason = format!("sandbox {id} did not come up: {reason} (see {log})");
                 self.teardown(&record, &reason, false).await;
-                return Err(SandboxError(reason));
+                return Err(SandboxError::Unavailable(reason));
             }
         };
         if provisioned.fresh_workspace
@@ -265,7 +302,7 @@ impl Sandboxes {
         {
             let reason = format!("restore the workspace of session {}: {error:#}", session.id);
             self.teardown(&record, &reason, false).await;
-            return Err(SandboxError(reason));
+            return Err(SandboxError::Unavailable(reason));
         }
         let mut detail = json!({"boot_id": ready.boot_id, "restored": provisioned.fresh_workspace});
         let provider = self.inner.provider.name();
@@ -486,10 +523,19 @@ pub fn bundle_path(sandbox_id: &str) -> String {
 
 impl From<HubError> for SandboxError {
     fn from(error: HubError) -> SandboxError {
-        SandboxError(error.to_string())
+        SandboxError::Unavailable(error.to_string())
+    }
+}
+
+impl From<PrepareError> for SandboxError {
+    fn from(error: PrepareError) -> SandboxError {
+        match error {
+            PrepareError::SetupFailed { message, details } => SandboxError::SetupFailed { message, details },
+            error @ PrepareError::Internal(_) => SandboxError::Unavailable(error.to_string()),
+        }
     }
 }
 
 fn internal(error: anyhow::Error) -> SandboxError {
-    SandboxError(format!("{error:#}"))
+    SandboxError::Unavailable(format!("{error:#}"))
 }

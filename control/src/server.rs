@@ -20,7 +20,7 @@ use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
-use crate::blobs::LocalBlobStore;
+use crate::blobs::{BlobStore, LocalBlobStore};
 use crate::bus::EventBus;
 use crate::harness::pi::PiHarness;
 use crate::harness::secrets::SandboxSecrets;
@@ -29,7 +29,7 @@ use crate::hub::{Hub, HubSettings};
 use crate::persistence::Store;
 use crate::sandboxes::e2b::E2bProvider;
 use crate::sandboxes::local::{self, LocalJail, LocalProvider};
-use crate::sandboxes::{SandboxProvider, SandboxSettings, Sandboxes};
+use crate::sandboxes::{PreparedRuntimes, SandboxProvider, SandboxSettings, Sandboxes};
 use crate::secrets::MasterKey;
 use crate::worker::{Worker, WorkerSettings};
 
@@ -91,10 +91,10 @@ impl Server {
             stream_poll_interval: config.stream_poll_interval,
         });
         let bus = EventBus::new(config.stream_limits);
-        let (provider, link_listener) = provider(&config.execution, &config.data_dir).await?;
+        let (backend, link_listener) = backend(&config.execution, &config.data_dir, &store, blobs.clone()).await?;
         let (sandboxes, worker) = execution(
             &config.execution,
-            provider,
+            backend,
             &store,
             &bus,
             &master_key,
@@ -182,13 +182,17 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// The server's sandbox provider, and for jailed local sandboxes the link's Unix socket.
-async fn provider(
+/// Where the server's sandboxes run, and for jailed local sandboxes the link's Unix socket.
+async fn backend(
     config: &ExecutionConfig,
     data_dir: &Path,
-) -> anyhow::Result<(Arc<dyn SandboxProvider>, Option<UnixListener>)> {
+    store: &Store,
+    blobs: Arc<dyn BlobStore>,
+) -> anyhow::Result<(SandboxBackend, Option<UnixListener>)> {
     match &config.provider {
-        ProviderConfig::E2b(e2b) => Ok((Arc::new(E2bProvider::new(e2b.clone())?), None)),
+        ProviderConfig::E2b(e2b) => {
+            Ok((SandboxBackend { provider: Arc::new(E2bProvider::new(e2b.clone())?), runtimes: None }, None))
+        }
         ProviderConfig::Local => {
             let sandboxes_root = data_dir.join("sandboxes");
             local::prepare_root(&sandboxes_root)?;
@@ -197,9 +201,17 @@ async fn provider(
                 Some(_) => Some(bind_link_socket(&local::link_dir(&sandboxes_root))?),
                 None => None,
             };
+            let runtimes = PreparedRuntimes::new(
+                store.clone(),
+                blobs,
+                config.sandboxd.clone(),
+                data_dir.join("runtimes"),
+                jail.clone(),
+                config.skip_sandbox_setup,
+            );
             let provider =
                 LocalProvider::new(config.sandboxd.clone(), sandboxes_root, config.sandbox_env.clone(), jail);
-            Ok((Arc::new(provider), link_listener))
+            Ok((SandboxBackend { provider: Arc::new(provider), runtimes: Some(runtimes) }, link_listener))
         }
     }
 }
@@ -248,10 +260,17 @@ fn bind_link_socket(dir: &Path) -> anyhow::Result<UnixListener> {
     })
 }
 
-/// The sandbox hub, the sandboxes on `provider` and the worker of a server.
+/// Where a server's sandboxes run: the provider, and the prepared runtimes of versions with a
+/// sandbox setup (where the provider has them).
+struct SandboxBackend {
+    provider: Arc<dyn SandboxProvider>,
+    runtimes: Option<PreparedRuntimes>,
+}
+
+/// The sandbox hub, the sandboxes on the backend's provider and the worker of a server.
 fn execution(
     config: &ExecutionConfig,
-    provider: Arc<dyn SandboxProvider>,
+    backend: SandboxBackend,
     store: &Store,
     bus: &EventBus,
     master_key: &MasterKey,
@@ -261,7 +280,7 @@ fn execution(
     let hub = Hub::new(HubSettings { lost_grace: config.lost_grace, ..HubSettings::default() });
     let link_url = config.link_url.clone().unwrap_or(local_link_url);
     let settings = SandboxSettings { idle_timeout: config.idle_timeout, ..SandboxSettings::new(link_url) };
-    let sandboxes = Sandboxes::new(store.clone(), hub, provider, bus.clone(), settings);
+    let sandboxes = Sandboxes::new(store.clone(), hub, backend.provider, bus.clone(), backend.runtimes, settings);
     let worker_settings = WorkerSettings {
         concurrency: config.workers,
         lease: config.message_lease,

@@ -232,7 +232,7 @@ impl Worker {
                         Ok(sandbox) => {
                             self.inner.custom_runtime.run_turn(&context, spec, manifest, &sandbox).await.map(Some)
                         }
-                        Err(error) => Err(TurnFailure::Retryable(error.0)),
+                        Err(error) => Err(error.into()),
                     }
                 }
                 Harness::Pi => self.inner.pi.run_turn(&context, manifest).await,

@@ -14,11 +14,15 @@
 //!    exits with the program's status, which ends every process left in the namespace;
 //! 3. the program, as pid 2, with only [`privileges::KEPT`] capabilities and `no_new_privs`.
 //!
+//! A prepared runtime (`layers.rs`) is laid read-only over the root with `--layer`; `--build-layer`
+//! builds one: the root is then writable, and what the program writes lands in the layer directory.
+//!
 //! No `unsafe`: namespaces, mounts and signals go through `nix`'s safe wrappers and capabilities
 //! through `caps`; children are started with `std::process::Command`, which resets the signal mask
 //! that the supervisors block.
 
 mod cgroup;
+mod layers;
 mod loopback;
 mod mounts;
 mod privileges;
@@ -33,6 +37,7 @@ use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{Gid, Uid};
 
 pub use cgroup::{CgroupLimits, MEMORY_EVENTS_IN_JAIL};
+pub use layers::BindRo;
 
 /// Where the jail's own files are: this sandboxd, the link's socket directory and the memory
 /// events counter, read-only.
@@ -78,12 +83,31 @@ pub struct JailSpec {
     /// The memory cgroup's event counter, which the launcher gives the init; never by hand.
     #[arg(long, hide = true)]
     pub memory_events: Option<PathBuf>,
+    /// A prepared runtime: a layer directory (built with `--build-layer`) laid read-only over the
+    /// root.
+    #[arg(long, conflicts_with = "build_layer")]
+    pub layer: Option<PathBuf>,
+    /// Build a prepared runtime: the root is writable and what the program writes lands in this
+    /// layer directory (made if missing); the host's files stay as they are.
+    #[arg(long)]
+    pub build_layer: Option<PathBuf>,
+    /// `HOST:JAIL`: a host directory bound read-only into the jail (a build's `/bundle`).
+    #[arg(long)]
+    pub bind_ro: Vec<BindRo>,
     /// The program to run in the jail, after `--`; default: `/run/dari/sandboxd run`.
     #[arg(last = true)]
     pub command: Vec<OsString>,
 }
 
 impl JailSpec {
+    fn layers(&self) -> Option<layers::LayerPlan> {
+        match (&self.layer, &self.build_layer) {
+            (_, Some(dir)) => Some(layers::LayerPlan::Build(dir.clone())),
+            (Some(dir), None) => Some(layers::LayerPlan::Read(dir.clone())),
+            (None, None) => None,
+        }
+    }
+
     fn limits(&self) -> CgroupLimits {
         CgroupLimits { memory_mb: self.memory_mb, cpus: self.cpus, pids_max: self.pids_max }
     }
@@ -140,6 +164,9 @@ fn launch_inner(spec: &JailSpec, args: Vec<OsString>) -> anyhow::Result<ExitCode
     });
     if let Some(cgroups) = cgroups {
         cgroups.remove();
+    }
+    if let Some(layer_dir) = &spec.build_layer {
+        layers::tidy_after_build(layer_dir, &spec.bind_ro);
     }
     status
 }
@@ -200,6 +227,8 @@ fn init_inner(spec: &JailSpec) -> anyhow::Result<ExitCode> {
         memory_events: memory_events.clone(),
         host_network: spec.host_network,
         tmp_mb: spec.tmp_mb,
+        layers: spec.layers(),
+        binds: spec.bind_ro.clone(),
     };
     mounts::build_and_enter(&plan).context("build the jail's file system")?;
     privileges::restrict_children().context("drop privileges")?;

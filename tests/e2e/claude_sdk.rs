@@ -4,9 +4,10 @@
 //! (`dari_tests::fake_anthropic`) in place of the model, reached through the operator's
 //! `--sandbox-env ANTHROPIC_BASE_URL`.
 //!
-//! The example's `setup.sh` is not run yet (`sandbox.setup` comes later): the harness installs
-//! the same packages once under `<target>/test-deps/claude-sdk` (`dari_tests::claude_sdk`) and
-//! the test puts their `bin` directories first on the sandboxes' `PATH`. Where PyPI or npm cannot
+//! The example's `setup.sh` is not run (`--skip-sandbox-setup`; it would need PyPI and npm in a
+//! build jail): the harness installs the same packages once under `<target>/test-deps/claude-sdk`
+//! (`dari_tests::claude_sdk`) and the test puts their `bin` directories first on the sandboxes'
+//! `PATH`. Where PyPI or npm cannot
 //! be reached the test fails, naming the step; `DARI_TEST_SKIP_CLAUDE_SDK=1` skips it instead.
 //!
 //! The example asks for `sandbox.provider: e2b`; this server has only the local provider and runs
@@ -53,7 +54,7 @@ async fn the_claude_sdk_example_runs_unchanged_against_a_fake_model_endpoint() {
     // show: the sandbox runs unjailed (a prepared runtime would install them in the sandbox).
     let control = ControlServer::builder(Engine::Sqlite)
         .workers(4)
-        .args(["--sandbox-isolation", "none"])
+        .args(["--sandbox-isolation", "none", "--skip-sandbox-setup"])
         .args(sandbox_env.iter().flat_map(|pair| ["--sandbox-env".to_owned(), pair.clone()]))
         .start()
         .await;

@@ -135,7 +135,8 @@ fn the_rootfs_script_builds_a_root_in_which_sandboxd_runs() {
     // The same root as the local jail's (`--sandbox-root`): bash and python3 run, read-only.
     let workspace = scratch.path().join("workspace");
     std::fs::create_dir(&workspace).expect("a workspace");
-    let script = "echo hello > /workspace/made.txt; python3 -c 'print(40 + 2)'; (: > /usr/x) 2>/dev/null || echo read-only";
+    let script =
+        "echo hello > /workspace/made.txt; python3 -c 'print(40 + 2)'; (: > /usr/x) 2>/dev/null || echo read-only";
     #[allow(clippy::disallowed_methods)] // The jail is the real binary's.
     let jailed = Command::new(binary("sandboxd"))
         .args(["jail", "--sandbox-id", "sbx_images_rootfs", "--workspace"])

@@ -7,6 +7,8 @@
 //! These tests need root (mounts, cgroups), as CI runs them; elsewhere they fail saying so, unless
 //! DARI_TEST_ALLOW_NO_ROOT=1 skips them.
 
+mod layers;
+mod runtimes;
 mod through_control;
 
 use std::io::Read;
@@ -16,6 +18,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dari_tests::binaries::binary;
+use dari_tests::control::ControlServer;
+use dari_tests::fake_llm::{FakeLlm, Reply, ScriptedToolCall};
+
+use crate::execution::{finished, send};
 
 /// True when the test may run; panics with the reason when it needs root and is not allowed to
 /// skip.
@@ -30,6 +36,25 @@ pub(crate) fn running_as_root() -> bool {
     );
     eprintln!("skipped: not root");
     false
+}
+
+/// Sends a message whose model answer is one `bash` call (then "done"), and returns the ended
+/// message and the call's result as the model saw it (empty when the call never ran).
+pub(crate) async fn bash_in_session(
+    fake: &FakeLlm,
+    control: &ControlServer,
+    session_id: &str,
+    command: &str,
+) -> (serde_json::Value, String) {
+    let before = fake.requests().len();
+    let call = serde_json::json!({"command": command});
+    fake.push(Reply::tool_calls([ScriptedToolCall::new("call_try", "bash", &call)]));
+    fake.push(Reply::text("done"));
+    let message_id = send(control, session_id, "try it").await;
+    let message = finished(control, session_id, &message_id).await;
+    let requests = fake.requests();
+    let output = requests.get(before + 1).and_then(|request| request.tool_result_texts().pop()).unwrap_or_default();
+    (message, output)
 }
 
 struct Jailed {

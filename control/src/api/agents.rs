@@ -101,3 +101,24 @@ pub struct BundleFileContent {
     /// The file as UTF-8 text.
     pub content: String,
 }
+
+/// A version's prepared runtime: what its `sandbox.packages.apt`, `sandbox.runtimes` and
+/// `sandbox.setup.script` built, once per distinct setup.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionRuntime {
+    pub agent_id: String,
+    pub version_id: String,
+    /// `none` (the version has no sandbox setup), `pending` (not built yet), `building`, `ready`
+    /// or `failed`.
+    pub status: String,
+    /// The setup's digest: versions with the same setup share one runtime.
+    pub digest: Option<String>,
+    /// The version whose publish or session built it (another version with the same setup).
+    pub built_for_version_id: Option<String>,
+    /// The build's output, its last 256 KiB.
+    pub log: String,
+    /// Why a failed build failed.
+    pub error: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}

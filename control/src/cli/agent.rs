@@ -54,6 +54,14 @@ pub enum VersionCommand {
     Show { agent: String, version_id: String },
     /// The files of the version's bundle.
     Files { agent: String, version_id: String },
+    /// The version's prepared runtime (what its sandbox setup built): status, then the build's log.
+    Runtime {
+        agent: String,
+        version_id: String,
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) async fn run(command: AgentCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
@@ -71,6 +79,15 @@ pub(crate) async fn run(command: AgentCommand, api: &ApiArgs) -> anyhow::Result<
         AgentCommand::Version { command: VersionCommand::Files { agent, version_id } } => {
             let agent = resolve_agent(&client, &agent).await?;
             print_json(&client.get(&format!("/v1/agents/{}/versions/{version_id}/bundle", agent.id)).await?)?;
+        }
+        AgentCommand::Version { command: VersionCommand::Runtime { agent, version_id, json } } => {
+            let agent = resolve_agent(&client, &agent).await?;
+            let runtime = client.get(&format!("/v1/agents/{}/versions/{version_id}/runtime", agent.id)).await?;
+            if json {
+                print_json(&runtime)?;
+            } else {
+                print_stdout(&runtime_text(&runtime))?;
+            }
         }
         AgentCommand::Cat { agent, version_id, path } => {
             let agent = resolve_agent(&client, &agent).await?;
@@ -118,6 +135,31 @@ async fn status(client: &ApiClient, dir: &std::path::Path, agent: Option<&str>) 
         "up_to_date": active_sha256.as_deref() == Some(packed.sha256.as_str()),
     }))?;
     Ok(ExitCode::Success)
+}
+
+/// A prepared runtime as `dari agent version runtime` prints it: its fields, then the log.
+fn runtime_text(runtime: &serde_json::Value) -> String {
+    let mut text = String::new();
+    for (label, field) in [
+        ("status", "status"),
+        ("digest", "digest"),
+        ("built for", "built_for_version_id"),
+        ("started", "started_at"),
+        ("finished", "finished_at"),
+        ("error", "error"),
+    ] {
+        if let Some(value) = runtime[field].as_str() {
+            text.push_str(&format!("{label}: {value}\n"));
+        }
+    }
+    if let Some(log) = runtime["log"].as_str().filter(|log| !log.is_empty()) {
+        text.push_str("log:\n");
+        text.push_str(log);
+        if !log.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    text
 }
 
 fn confirm(question: &str) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ use super::routes;
         routes::source_snapshots::manifest, routes::source_snapshots::get, routes::source_snapshots::delete,
         routes::agents::create, routes::agents::publish_version, routes::agents::list, routes::agents::get, routes::agents::delete,
         routes::versions::list, routes::versions::get, routes::versions::bundle, routes::versions::file,
+        routes::versions::runtime,
         routes::sessions::create, routes::sessions::get, routes::sessions::list_for_agent, routes::sessions::list,
         routes::events::send, routes::events::list, routes::stream::stream,
         routes::messages::send_to_agent, routes::messages::list, routes::messages::get,

@@ -47,6 +47,7 @@ pub(super) fn router(settings: &ApiSettings) -> Router<AppState> {
         .route("/v1/agents/{agent_id}/versions", get(versions::list).post(agents::publish_version))
         .route("/v1/agents/{agent_id}/versions/{version_id}", get(versions::get))
         .route("/v1/agents/{agent_id}/versions/{version_id}/bundle", get(versions::bundle))
+        .route("/v1/agents/{agent_id}/versions/{version_id}/runtime", get(versions::runtime))
         .route("/v1/agents/{agent_id}/versions/{version_id}/bundle/file", get(versions::file))
         .route("/v1/agents/{agent_id}/sessions", get(sessions::list_for_agent).post(sessions::create))
         .route("/v1/agents/{agent_id}/messages", post(messages::send_to_agent))

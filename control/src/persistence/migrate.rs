@@ -20,6 +20,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", up: include_str!("migrations/0001_initial.up.sql") },
     Migration { version: 2, name: "execution", up: include_str!("migrations/0002_execution.up.sql") },
     Migration { version: 3, name: "pi", up: include_str!("migrations/0003_pi.up.sql") },
+    Migration { version: 4, name: "prepared_runtimes", up: include_str!("migrations/0004_prepared_runtimes.up.sql") },
 ];
 
 /// An arbitrary constant that names our migration lock among PostgreSQL's advisory locks.

@@ -41,7 +41,7 @@ pub const LINK_SOCKET: &str = "control.sock";
 /// Where a jailed daemon finds the link (sandboxd binds [`link_dir`] at `/run/dari/link`).
 const LINK_URL_IN_JAIL: &str = "unix:///run/dari/link/control.sock";
 /// `PATH` in a jail, unless the operator's or the manifest's environment sets one.
-const JAIL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const JAIL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The workspace inside a jail.
 const WORKSPACE_IN_JAIL: &str = "/workspace";
 
@@ -110,7 +110,12 @@ fn fastrand_suffix() -> String {
 }
 
 /// `sandboxd jail`'s flags for one sandbox (the resources are added by the caller).
-fn jail_arguments(jail: &LocalJail, sandbox_id: &str, workspace: &Path, link_dir: Option<&Path>) -> Vec<OsString> {
+pub(crate) fn jail_arguments(
+    jail: &LocalJail,
+    sandbox_id: &str,
+    workspace: &Path,
+    link_dir: Option<&Path>,
+) -> Vec<OsString> {
     let mut arguments: Vec<OsString> = vec![
         "jail".into(),
         "--sandbox-id".into(),
@@ -179,6 +184,9 @@ impl LocalProvider {
                 let mut arguments = jail_arguments(jail, &request.sandbox_id, &workspace, Some(&link_dir(&self.root)));
                 if request.internet_access {
                     arguments.push("--host-network".into());
+                }
+                if let Some(layer) = &request.runtime_layer {
+                    arguments.extend(["--layer".into(), layer.into()]);
                 }
                 let memory_mb = request.resources.memory_mb.map_or(jail.default_memory_mb, u64::from);
                 // /tmp and /dev/shm count against the memory limit: a quarter each at most.

@@ -26,6 +26,9 @@ pub struct ProvisionRequest {
     /// The sandbox's own environment: the manifest's `sandbox.env` and the declared secrets. Every
     /// process in the sandbox sees it (tools, the runtime server).
     pub env: SandboxEnv,
+    /// The version's prepared runtime (`sandboxes::prepared`): a layer directory the local
+    /// provider lays over the sandbox's root; `None` when the version has no setup.
+    pub runtime_layer: Option<std::path::PathBuf>,
 }
 
 /// Variables for a sandbox's environment. Its `Debug` shows the names only: values may be

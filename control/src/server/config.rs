@@ -46,6 +46,7 @@ pub const ENV_SANDBOX_MEMORY_MB: &str = "DARI_SANDBOX_MEMORY_MB";
 pub const DEFAULT_SANDBOX_MEMORY_MB: u64 = 2048;
 pub const DEFAULT_SANDBOX_LOST_GRACE: &str = "30s";
 pub const ENV_PREWARM_SANDBOXES: &str = "DARI_PREWARM_SANDBOXES";
+pub const ENV_SKIP_SANDBOX_SETUP: &str = "DARI_SKIP_SANDBOX_SETUP";
 pub const ENV_LINK_URL: &str = "DARI_LINK_URL";
 pub const ENV_RUNTIME_START_TIMEOUT: &str = "DARI_RUNTIME_START_TIMEOUT";
 pub const DEFAULT_RUNTIME_START_TIMEOUT: &str = "60s";
@@ -157,6 +158,11 @@ pub struct ServerArgs {
     /// Start a session's sandbox when the session is created, not at its first message.
     #[arg(long, env = ENV_PREWARM_SANDBOXES)]
     pub prewarm_sandboxes: bool,
+    /// Never build versions' sandbox setup (`sandbox.packages.apt`, `sandbox.runtimes`,
+    /// `sandbox.setup.script`): their sandboxes start on the bare base. For development, where the
+    /// operator provides what the setup installs (e.g. on `PATH` through `--sandbox-env`).
+    #[arg(long, env = ENV_SKIP_SANDBOX_SETUP)]
+    pub skip_sandbox_setup: bool,
     /// The URL sandboxes dial to reach this server's link (`ws://host:port`); default: this
     /// server's listen port on 127.0.0.1.
     #[arg(long, env = ENV_LINK_URL)]
@@ -225,6 +231,8 @@ pub struct ExecutionConfig {
     /// How local sandboxes are isolated.
     pub jail: JailConfig,
     pub provider: ProviderConfig,
+    /// `--skip-sandbox-setup`: versions' sandbox setup is never built.
+    pub skip_sandbox_setup: bool,
     /// The managed pi harness: providers, keys, context windows, guards.
     pub pi: PiSettings,
 }
@@ -345,6 +353,7 @@ impl ServerConfig {
                 pids_max: args.sandbox_pids_max,
                 default_memory_mb: args.sandbox_memory_mb,
             },
+            skip_sandbox_setup: args.skip_sandbox_setup,
             provider,
             pi: args.models.settings(&env)?,
         };

@@ -25,6 +25,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::Mode;
 use nix::sys::statvfs::{FsFlags, statvfs};
 
+use super::layers::{BindRo, BindSources, LayerPlan, LayerSources, ROOT_LAYER, VAR_DIRS, fd_path};
 use super::{LINK_DIR_IN_JAIL, RUN_DIR, SANDBOXD_IN_JAIL, WORKSPACE_IN_JAIL};
 use crate::jail::cgroup::MEMORY_EVENTS_IN_JAIL;
 
@@ -36,13 +37,18 @@ const SYSTEM_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "
 /// What of the host's `/etc` a skeleton root gets: what programs read to run (users, names,
 /// libraries, certificates, locales, interpreters' settings), never a service's configuration or
 /// keys.
-const ETC_ALLOWED: [&str; 44] = [
+const ETC_ALLOWED: [&str; 50] = [
+    "adduser.conf",
     "alternatives",
+    "apt",
     "bash.bashrc",
     "bindresvport.blacklist",
     "ca-certificates",
     "ca-certificates.conf",
+    "debconf.conf",
     "debian_version",
+    "deluser.conf",
+    "dpkg",
     "environment",
     "fonts",
     "gai.conf",
@@ -81,6 +87,7 @@ const ETC_ALLOWED: [&str; 44] = [
     "shells",
     "ssl",
     "timezone",
+    "ucf.conf",
 ];
 /// Names of `/etc` entries a skeleton root gets by prefix (`python3.11`, `java-17-openjdk`).
 const ETC_ALLOWED_PREFIXES: [&str; 3] = ["python3", "java-", "terminfo"];
@@ -118,13 +125,9 @@ pub struct Plan {
     pub memory_events: Option<PathBuf>,
     pub host_network: bool,
     pub tmp_mb: u64,
-}
-
-/// One entry of a host directory, open.
-enum Entry {
-    Link(PathBuf),
-    Dir(OwnedFd),
-    File(OwnedFd),
+    /// A prepared runtime over the root, or a build of one (`layers.rs`).
+    pub layers: Option<LayerPlan>,
+    pub binds: Vec<BindRo>,
 }
 
 /// The host files a jail is built from, open before any mount.
@@ -139,10 +142,10 @@ struct Sources {
     system_dirs: Vec<(&'static str, OwnedFd)>,
     /// `(name, target)` of those that are symlinks.
     system_links: Vec<(&'static str, PathBuf)>,
-    /// The allowed entries of the host's `/etc`, by name.
-    etc: Vec<(String, Entry)>,
     devices: Vec<(&'static str, OwnedFd)>,
     null: OwnedFd,
+    layers: Option<LayerSources>,
+    binds: BindSources,
 }
 
 /// Builds the jail's file system and makes it the root; the working directory is `/workspace`.
@@ -150,12 +153,15 @@ pub fn build_and_enter(plan: &Plan) -> anyhow::Result<()> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .context("make the mount namespace private")?;
     let sources = Sources::open(plan)?;
-    mount_tmpfs(Path::new(STAGING), "mode=0755,size=1m", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    mount_tmpfs(Path::new(STAGING), "mode=0755,size=64m", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
     let new_root = match &sources.root {
         Some(root) => {
             let new_root = Path::new(STAGING).join("root");
             make_dir(&new_root)?;
-            bind(root, &new_root, true)?;
+            match &sources.layers {
+                Some(layers) => layers.mount(ROOT_LAYER, &fd_path(root), &new_root)?,
+                None => bind(root, &new_root, true)?,
+            }
             for required in ["workspace", "tmp", "dev", "proc", "run/dari"] {
                 anyhow::ensure!(
                     new_root.join(required).is_dir(),
@@ -168,11 +174,7 @@ pub fn build_and_enter(plan: &Plan) -> anyhow::Result<()> {
             }
             new_root
         }
-        None => {
-            let new_root = PathBuf::from(STAGING);
-            build_skeleton(&new_root, &sources)?;
-            new_root
-        }
+        None => build_skeleton(Path::new(STAGING), &sources)?,
     };
     let workspace = new_root.join(WORKSPACE_IN_JAIL.trim_start_matches('/'));
     bind(&sources.workspace, &workspace, false)?;
@@ -189,8 +191,12 @@ pub fn build_and_enter(plan: &Plan) -> anyhow::Result<()> {
         bind(resolv_conf, &new_root.join("etc/resolv.conf"), false)?;
         remount(&new_root.join("etc/resolv.conf"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
     }
+    sources.binds.mount(&new_root)?;
     mount_proc(&new_root.join("proc"), &sources.null)?;
-    remount(&new_root, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    // A build's root stays writable: what it writes lands in the layer directory.
+    if !sources.layers.as_ref().is_some_and(LayerSources::is_build) {
+        remount(&new_root, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    }
     enter(&new_root)
 }
 
@@ -211,13 +217,13 @@ impl Sources {
                 }
             }
         }
-        let etc = if plan.root.is_none() { open_etc()? } else { Vec::new() };
         let devices = DEVICES
             .into_iter()
             .filter(|name| Path::new("/dev").join(name).exists())
             .map(|name| Ok((name, open_path(&Path::new("/dev").join(name))?)))
             .collect::<anyhow::Result<_>>()?;
         let resolv_conf = Path::new("/etc/resolv.conf");
+        let names: Vec<&str> = system_dirs.iter().map(|(name, _)| *name).collect();
         Ok(Sources {
             workspace: open_path(&plan.workspace).context("the workspace")?,
             root: plan.root.as_deref().map(open_path).transpose().context("the root file system")?,
@@ -227,74 +233,99 @@ impl Sources {
             resolv_conf: resolv_conf.exists().then(|| open_path(resolv_conf)).transpose()?,
             system_dirs,
             system_links,
-            etc,
             devices,
             null: open_path(Path::new("/dev/null"))?,
+            layers: plan
+                .layers
+                .as_ref()
+                .map(|layers| LayerSources::open(layers, plan.root.is_none(), &names))
+                .transpose()?,
+            binds: BindSources::open(&plan.binds)?,
         })
     }
 }
 
-/// The allowed entries of the host's `/etc` ([`ETC_ALLOWED`], [`ETC_ALLOWED_PREFIXES`]).
-fn open_etc() -> anyhow::Result<Vec<(String, Entry)>> {
-    let mut entries = Vec::new();
+/// Copies the allowed entries of the host's `/etc` ([`ETC_ALLOWED`], [`ETC_ALLOWED_PREFIXES`])
+/// into `etc`, a directory of the skeleton: files and symlinks as they are, never what
+/// [`ETC_SECRETS`] names. A copy, not binds, so that a prepared runtime's overlay over the
+/// skeleton sees it (an overlay's lower layer never shows what is mounted in it).
+fn copy_etc(etc: &Path) -> anyhow::Result<()> {
+    make_dir(etc)?;
     for entry in std::fs::read_dir("/etc").context("read /etc")?.flatten() {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
         let allowed =
             ETC_ALLOWED.contains(&name.as_str()) || ETC_ALLOWED_PREFIXES.iter().any(|prefix| name.starts_with(prefix));
-        if !allowed {
-            continue;
+        if allowed {
+            copy_tree(&entry.path(), &etc.join(&name), Path::new(&name), 0)?;
         }
-        let path = entry.path();
-        let opened = match entry.file_type() {
-            Ok(kind) if kind.is_symlink() => {
-                Entry::Link(std::fs::read_link(&path).with_context(|| format!("read {}", path.display()))?)
-            }
-            Ok(kind) if kind.is_dir() => Entry::Dir(open_path(&path)?),
-            Ok(kind) if kind.is_file() => Entry::File(open_path(&path)?),
-            _ => continue,
-        };
-        entries.push((name, opened));
     }
-    Ok(entries)
+    Ok(())
 }
 
-/// The root made of the host's system directories, read-only, `/etc`'s secrets hidden.
-fn build_skeleton(new_root: &Path, sources: &Sources) -> anyhow::Result<()> {
-    for (name, target) in &sources.system_links {
-        symlink(target, new_root.join(name)).with_context(|| format!("link /{name}"))?;
+/// Copies `source` to `target`: directories recursively (at most 8 deep), files with their
+/// mode, symlinks as symlinks; `shown` is the path under `/etc`, checked against [`ETC_SECRETS`].
+fn copy_tree(source: &Path, target: &Path, shown: &Path, depth: usize) -> anyhow::Result<()> {
+    if ETC_SECRETS.iter().any(|secret| shown == Path::new(secret)) || depth > 8 {
+        return Ok(());
     }
+    let metadata = std::fs::symlink_metadata(source).with_context(|| format!("read {}", source.display()))?;
+    if metadata.file_type().is_symlink() {
+        let link = std::fs::read_link(source).with_context(|| format!("read {}", source.display()))?;
+        symlink(link, target).with_context(|| format!("link {}", target.display()))?;
+    } else if metadata.is_dir() {
+        make_dir(target)?;
+        for entry in std::fs::read_dir(source).with_context(|| format!("read {}", source.display()))?.flatten() {
+            let name = entry.file_name();
+            copy_tree(&entry.path(), &target.join(&name), &shown.join(&name), depth + 1)?;
+        }
+    } else if metadata.is_file() {
+        std::fs::copy(source, target).with_context(|| format!("copy {}", source.display()))?;
+    }
+    Ok(())
+}
+
+/// The root made of the host's system directories, read-only, and the allowed part of `/etc`;
+/// with a layer directory, the skeleton is built beside the root and every part of it is layered.
+fn build_skeleton(staging: &Path, sources: &Sources) -> anyhow::Result<PathBuf> {
+    let skeleton = if sources.layers.is_some() { staging.join("skeleton") } else { staging.to_owned() };
+    make_dir(&skeleton)?;
+    copy_etc(&skeleton.join("etc"))?;
+    for (name, target) in &sources.system_links {
+        symlink(target, skeleton.join(name)).with_context(|| format!("link /{name}"))?;
+    }
+    let var_dirs = if sources.layers.is_some() { &VAR_DIRS[..] } else { &[] };
+    let system_dirs = sources.system_dirs.iter().map(|(name, _)| *name);
+    for dir in ["workspace", "tmp", "dev", "proc", "run/dari", "var"]
+        .into_iter()
+        .chain(system_dirs)
+        .chain(var_dirs.iter().copied())
+    {
+        make_dir(&skeleton.join(dir))?;
+    }
+    symlink("../tmp", skeleton.join("var/tmp")).context("link /var/tmp")?;
+    let new_root = match &sources.layers {
+        Some(layers) => {
+            let new_root = staging.join("root");
+            make_dir(&new_root)?;
+            layers.mount(ROOT_LAYER, &skeleton.to_string_lossy(), &new_root)?;
+            new_root
+        }
+        None => skeleton,
+    };
     for (name, source) in &sources.system_dirs {
         let target = new_root.join(name);
-        make_dir(&target)?;
-        bind(source, &target, true)?;
-        remount(&target, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
-    }
-    let etc = new_root.join("etc");
-    make_dir(&etc)?;
-    for (name, entry) in &sources.etc {
-        let target = etc.join(name);
-        match entry {
-            Entry::Link(link) => symlink(link, &target).with_context(|| format!("link /etc/{name}"))?,
-            Entry::Dir(source) => {
-                make_dir(&target)?;
+        match &sources.layers {
+            Some(layers) => layers.mount(name, &fd_path(source), &target)?,
+            None => {
                 bind(source, &target, true)?;
                 remount(&target, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
             }
-            Entry::File(source) => {
-                make_file(&target)?;
-                bind(source, &target, false)?;
-                remount(&target, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
-            }
         }
     }
-    for secret in ETC_SECRETS {
-        hide(&etc.join(secret), &sources.null)?;
+    if let Some(layers) = &sources.layers {
+        layers.mount_var_dirs(&new_root)?;
     }
-    for dir in ["workspace", "tmp", "dev", "proc", "run/dari", "var"] {
-        make_dir(&new_root.join(dir))?;
-    }
-    symlink("../tmp", new_root.join("var/tmp")).context("link /var/tmp")?;
-    Ok(())
+    Ok(new_root)
 }
 
 /// `/dev`: a small tmpfs with the harmless devices bound in, its own `devpts` and `/dev/shm`.
@@ -391,12 +422,12 @@ fn hide(target: &Path, null: &OwnedFd) -> anyhow::Result<()> {
     }
 }
 
-fn open_path(path: &Path) -> anyhow::Result<OwnedFd> {
+pub(super) fn open_path(path: &Path) -> anyhow::Result<OwnedFd> {
     open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).with_context(|| format!("open {}", path.display()))
 }
 
 /// Binds what `source` names onto `target`, through the descriptor.
-fn bind(source: &OwnedFd, target: &Path, recursive: bool) -> anyhow::Result<()> {
+pub(super) fn bind(source: &OwnedFd, target: &Path, recursive: bool) -> anyhow::Result<()> {
     let from = format!("/proc/self/fd/{}", source.as_raw_fd());
     let mut flags = MsFlags::MS_BIND;
     if recursive {
@@ -408,7 +439,7 @@ fn bind(source: &OwnedFd, target: &Path, recursive: bool) -> anyhow::Result<()> 
 
 /// Sets a bind mount's flags, keeping those the kernel locks (a user namespace may not clear
 /// `nosuid`, `noexec` or the atime flags of a mount it did not make).
-fn remount(target: &Path, flags: MsFlags) -> anyhow::Result<()> {
+pub(super) fn remount(target: &Path, flags: MsFlags) -> anyhow::Result<()> {
     let existing = statvfs(target).with_context(|| format!("statvfs {}", target.display()))?.flags();
     let mut flags = flags | MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
     for (fs_flag, ms_flag) in [
@@ -437,7 +468,7 @@ fn remount_tmpfs(target: &Path, flags: MsFlags, options: &str) -> anyhow::Result
         .with_context(|| format!("remount {}", target.display()))
 }
 
-fn make_dir(path: &Path) -> anyhow::Result<()> {
+pub(super) fn make_dir(path: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(path).with_context(|| format!("create {}", path.display()))
 }
 

@@ -4,24 +4,18 @@
 //! control.
 
 use dari_tests::control::{ControlServer, Engine};
-use dari_tests::fake_llm::{FakeLlm, Reply, ScriptedToolCall};
+use dari_tests::fake_llm::FakeLlm;
 use serde_json::json;
 
-use super::running_as_root;
-use crate::execution::{finished, new_session, send, wait_for_event};
+use super::{bash_in_session, running_as_root};
+use crate::execution::{new_session, wait_for_event};
 use crate::pi::{deploy, manifest, server};
 
-/// Runs one `bash` call in a new session of an agent with `sandbox` (YAML under `sandbox:`) and
-/// returns the tool result's text as the model saw it.
+/// Runs one `bash` call in the session and returns the tool result's text as the model saw it.
 async fn run_bash(fake: &FakeLlm, control: &ControlServer, session_id: &str, command: &str) -> String {
-    let before = fake.requests().len();
-    fake.push(Reply::tool_calls([ScriptedToolCall::new("call_try", "bash", &json!({"command": command}))]));
-    fake.push(Reply::text("done"));
-    let message_id = send(control, session_id, "try it").await;
-    let message = finished(control, session_id, &message_id).await;
+    let (message, output) = bash_in_session(fake, control, session_id, command).await;
     assert_eq!(message["status"], "completed", "{message}\n{}", control.log());
-    let requests = fake.requests();
-    requests[before + 1].tool_result_texts().pop().expect("the call's result")
+    output
 }
 
 #[tokio::test]

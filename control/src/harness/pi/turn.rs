@@ -83,7 +83,7 @@ impl Turn<'_> {
             .sandboxes
             .ensure(&context.claimed.session, &self.manifest.sandbox, &env)
             .await
-            .map_err(|error| TurnFailure::Retryable(error.0))?;
+            .map_err(TurnFailure::from)?;
         if !self.harness.bundles.is_done(&sandbox) {
             materialize_bundle(context, &sandbox).await?;
             self.harness.bundles.mark_done(&sandbox, context.sandboxes.hub());

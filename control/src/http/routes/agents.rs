@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use dari_protocol::manifest::Manifest;
 
 use super::source_snapshots::live_snapshot;
 use crate::api::agents::{Agent, AgentList, Publish, PublishedVersion};
@@ -84,6 +85,12 @@ async fn publish(
         org.id = %caller.org_id, agent.id = %published.agent.id, version.id = %published.version.id,
         version.number = published.version.number, created_agent = published.created_agent, "published version"
     );
+    match serde_json::from_str::<Manifest>(&published.version.manifest) {
+        Ok(manifest) => {
+            state.execution.sandboxes.prepare_in_background(&caller.org_id, &published.version.id, &manifest.sandbox);
+        }
+        Err(error) => tracing::warn!(version.id = %published.version.id, "read the published manifest: {error}"),
+    }
     let status = if published.created_agent { StatusCode::CREATED } else { StatusCode::OK };
     Ok((
         status,

@@ -19,6 +19,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery, Caller};
 use crate::ids::{looks_like, new_id, prefix};
 use crate::persistence::{NewSession, SessionFilter, SessionRecord};
+use crate::sandboxes::SandboxError;
 use crate::secrets::{llm_api_key_seal_context, session_secrets_seal_context};
 
 use super::agents::any_agent;
@@ -98,8 +99,15 @@ pub(crate) async fn create(
                     return;
                 }
             };
-            if let Err(error) = sandboxes.ensure(&warming, &plan.sandbox, &env).await {
-                tracing::warn!(session.id = %warming.id, "could not pre-warm the session's sandbox: {error}");
+            match sandboxes.ensure(&warming, &plan.sandbox, &env).await {
+                Ok(_) => {}
+                // The version's own failure: its first message fails with it.
+                Err(error @ SandboxError::SetupFailed { .. }) => {
+                    tracing::info!(session.id = %warming.id, "not pre-warming the session's sandbox: {error}");
+                }
+                Err(error) => {
+                    tracing::warn!(session.id = %warming.id, "could not pre-warm the session's sandbox: {error}")
+                }
             }
         });
     }

@@ -1,21 +1,24 @@
 //! Versions and their bundles: `GET /v1/agents/{id}/versions`, `GET …/versions/{version_id}`,
 //! `GET …/versions/{version_id}/bundle` (the file list) and `GET …/bundle/file?path=` (one file's
-//! text). A version's bundle is the archive of the snapshot it was published from.
+//! text), and `GET …/versions/{version_id}/runtime` (its prepared runtime's build). A version's
+//! bundle is the archive of the snapshot it was published from.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use dari_bundle::{BundleLimits, ReadFileError, read_archive};
+use dari_protocol::manifest::Manifest;
 use serde::Deserialize;
 
 use super::agents::any_agent;
 use crate::api::agents::{
-    AgentSummary, BundleFile, BundleFileContent, BundleListing, Version, VersionDetail, VersionList,
+    AgentSummary, BundleFile, BundleFileContent, BundleListing, Version, VersionDetail, VersionList, VersionRuntime,
 };
-use crate::api::{ErrorBody, timestamp};
+use crate::api::{ErrorBody, optional_timestamp, timestamp};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::Caller;
 use crate::persistence::{AgentRecord, VersionRecord, snapshot_blob_key};
+use crate::sandboxes::prepared::needs_setup;
 
 /// The largest file `…/bundle/file` returns.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -106,6 +109,42 @@ pub(crate) async fn file(
         ApiError::unprocessable(format!("{path} is not UTF-8 text; this endpoint returns text files only"))
     })?;
     Ok(Json(BundleFileContent { path, size_bytes, content }))
+}
+
+#[utoipa::path(get, path = "/v1/agents/{agent_id}/versions/{version_id}/runtime", operation_id = "get_version_runtime",
+    tag = "agents", params(("agent_id" = String, Path), ("version_id" = String, Path)),
+    responses((status = 200, body = VersionRuntime), (status = 404, body = ErrorBody)))]
+pub(crate) async fn runtime(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((agent_id, version_id)): Path<(String, String)>,
+) -> ApiResult<Json<VersionRuntime>> {
+    let (agent, record) = agent_version(&state, &caller, &agent_id, &version_id).await?;
+    let manifest: Manifest = serde_json::from_str(&record.manifest).map_err(anyhow::Error::from)?;
+    let mut runtime = VersionRuntime {
+        agent_id: agent.id,
+        version_id: record.id,
+        status: if needs_setup(&manifest.sandbox) { "pending" } else { "none" }.to_owned(),
+        digest: None,
+        built_for_version_id: None,
+        log: String::new(),
+        error: None,
+        started_at: None,
+        finished_at: None,
+    };
+    let Some(digest) = state.store.version_runtime(&caller.org_id, &runtime.version_id).await? else {
+        return Ok(Json(runtime));
+    };
+    if let Some(build) = state.store.runtime(&caller.org_id, &digest).await? {
+        runtime.status = build.status.as_str().to_owned();
+        runtime.built_for_version_id = Some(build.version_id);
+        runtime.log = build.log;
+        runtime.error = build.error;
+        runtime.started_at = Some(timestamp(build.started_at));
+        runtime.finished_at = optional_timestamp(build.finished_at);
+    }
+    runtime.digest = Some(digest);
+    Ok(Json(runtime))
 }
 
 async fn agent_version(

@@ -30,6 +30,7 @@ fn request(internet_access: bool) -> ProvisionRequest {
         token: "sbt_secret".to_owned(),
         internet_access,
         resources: Default::default(),
+        runtime_layer: None,
         env: SandboxEnv(BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())])),
     }
 }

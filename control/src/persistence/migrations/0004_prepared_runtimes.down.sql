@@ -1,0 +1,2 @@
+DROP TABLE version_runtimes;
+DROP TABLE prepared_runtimes;
