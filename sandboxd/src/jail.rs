@@ -231,7 +231,7 @@ fn init_inner(spec: &JailSpec) -> anyhow::Result<ExitCode> {
         binds: spec.bind_ro.clone(),
     };
     mounts::build_and_enter(&plan).context("build the jail's file system")?;
-    privileges::restrict_children().context("drop privileges")?;
+    privileges::restrict_children(spec.build_layer.is_some()).context("drop privileges")?;
 
     let program = spec.program();
     let mut command = command(&program[0]);

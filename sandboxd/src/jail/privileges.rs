@@ -31,6 +31,11 @@ pub const KEPT: [Capability; 8] = [
     Capability::CAP_SYS_CHROOT,
 ];
 
+/// What a build of a prepared runtime keeps besides [`KEPT`]: apt and dpkg, as root, work on
+/// files they gave to other users (`_apt`'s downloads). A build sees no more of the host than a
+/// session does, and what it writes lands in its layer.
+pub const KEPT_FOR_BUILDS: [Capability; 2] = [Capability::CAP_DAC_OVERRIDE, Capability::CAP_FOWNER];
+
 /// System calls the jail's processes get `EPERM` for: new user namespaces (through which the
 /// kernel's namespaced code, nf_tables among it, would be in reach), other namespaces, the kernel
 /// keyring (shared with the host's root), `userfaultfd`, `io_uring`, `perf_event_open`, `bpf`, and
@@ -60,11 +65,13 @@ const DENIED: [libc::c_long; 22] = [
     libc::SYS_reboot,
 ];
 
-/// Limits what every process the init starts from now on can hold and call.
-pub fn restrict_children() -> anyhow::Result<()> {
+/// Limits what every process the init starts from now on can hold and call; `build` keeps
+/// [`KEPT_FOR_BUILDS`] too.
+pub fn restrict_children(build: bool) -> anyhow::Result<()> {
     nix::sys::prctl::set_no_new_privs().context("set no_new_privs")?;
     install_seccomp_filter().context("install the seccomp filter")?;
-    let kept: CapsHashSet = KEPT.into_iter().collect();
+    let for_builds = if build { &KEPT_FOR_BUILDS[..] } else { &[] };
+    let kept: CapsHashSet = KEPT.into_iter().chain(for_builds.iter().copied()).collect();
     for capability in caps::all().difference(&kept) {
         // A capability this kernel does not know is not in the bounding set either.
         if caps::has_cap(None, CapSet::Bounding, *capability).unwrap_or(false) {

@@ -41,6 +41,24 @@ async fn a_session_without_internet_access_reaches_control_and_nothing_else() {
         output.lines().find_map(|line| line.strip_prefix("processes=")).and_then(|n| n.parse().ok()).expect("a count");
     assert!(processes < 10, "the jail's init, daemon and this command, not the host's: {output}");
 
+    // The link's socket is in reach, but it serves a daemon's routes only, none of the public API.
+    let probe = r#"python3 - <<'PY'
+import http.client, socket
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect("/run/dari/link/control.sock")
+for path in ["/healthz", "/v1/openapi.json", "/v1/organizations", "/internal/sandboxes/sbx_x/bundle"]:
+    connection = Unix("localhost")
+    connection.request("GET", path)
+    print(path, connection.getresponse().status)
+PY"#;
+    let output = run_bash(&fake, &control, &session_id, probe).await;
+    for public in ["/healthz 404", "/v1/openapi.json 404", "/v1/organizations 404"] {
+        assert!(output.contains(public), "{public}: {output}");
+    }
+    assert!(output.contains("/internal/sandboxes/sbx_x/bundle 401"), "a daemon's route, without a token: {output}");
+
     // With internet access, the host's network (and so its loopback) is there.
     let (status, session) =
         control.post(&format!("/v1/agents/{}/sessions", agent.agent_id), &json!({"internet_access": true})).await;
