@@ -22,6 +22,7 @@
 //! that the supervisors block.
 
 mod cgroup;
+mod etc;
 mod layers;
 mod loopback;
 mod mounts;

@@ -25,6 +25,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::Mode;
 use nix::sys::statvfs::{FsFlags, statvfs};
 
+use super::etc;
 use super::layers::{BindRo, BindSources, LayerPlan, LayerSources, ROOT_LAYER, VAR_DIRS, fd_path};
 use super::{LINK_DIR_IN_JAIL, RUN_DIR, SANDBOXD_IN_JAIL, WORKSPACE_IN_JAIL};
 use crate::jail::cgroup::MEMORY_EVENTS_IN_JAIL;
@@ -32,68 +33,8 @@ use crate::jail::cgroup::MEMORY_EVENTS_IN_JAIL;
 /// Where the new root is put together, in the init's own mount namespace only.
 const STAGING: &str = "/tmp";
 /// The host's system directories a skeleton root gets (symlinks, as `/bin` → `usr/bin`, are
-/// copied as symlinks). `/etc` is made of [`ETC_ALLOWED`] only.
+/// copied as symlinks). `/etc` is a copy of what `etc.rs` allows.
 const SYSTEM_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
-/// What of the host's `/etc` a skeleton root gets: what programs read to run (users, names,
-/// libraries, certificates, locales, interpreters' settings), never a service's configuration or
-/// keys.
-const ETC_ALLOWED: [&str; 50] = [
-    "adduser.conf",
-    "alternatives",
-    "apt",
-    "bash.bashrc",
-    "bindresvport.blacklist",
-    "ca-certificates",
-    "ca-certificates.conf",
-    "debconf.conf",
-    "debian_version",
-    "deluser.conf",
-    "dpkg",
-    "environment",
-    "fonts",
-    "gai.conf",
-    "gitconfig",
-    "group",
-    "host.conf",
-    "hosts",
-    "inputrc",
-    "issue",
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "locale.alias",
-    "locale.conf",
-    "locale.gen",
-    "localtime",
-    "login.defs",
-    "magic",
-    "magic.mime",
-    "mailcap",
-    "manpath.config",
-    "mime.types",
-    "netconfig",
-    "networks",
-    "nsswitch.conf",
-    "npmrc",
-    "os-release",
-    "passwd",
-    "perl",
-    "profile",
-    "profile.d",
-    "protocols",
-    "resolv.conf",
-    "rpc",
-    "services",
-    "shells",
-    "ssl",
-    "timezone",
-    "ucf.conf",
-];
-/// Names of `/etc` entries a skeleton root gets by prefix (`python3.11`, `java-17-openjdk`).
-const ETC_ALLOWED_PREFIXES: [&str; 3] = ["python3", "java-", "terminfo"];
-/// Under `/etc`: what root in the jail could otherwise read, hidden even in a root file system
-/// directory.
-const ETC_SECRETS: [&str; 7] = ["shadow", "shadow-", "gshadow", "gshadow-", "ssh", "ssl/private", "sudoers.d"];
 /// Devices bound from the host's `/dev` (not `tty`: the jail has no controlling terminal).
 const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 /// Under `/proc`: what reads the kernel's memory or acts on the host (Docker's masked paths).
@@ -169,7 +110,7 @@ pub fn build_and_enter(plan: &Plan) -> anyhow::Result<()> {
                     plan.root.as_deref().unwrap_or(Path::new("")).display()
                 );
             }
-            for secret in ETC_SECRETS {
+            for secret in etc::SECRETS {
                 hide(&new_root.join("etc").join(secret), &sources.null)?;
             }
             new_root
@@ -245,51 +186,12 @@ impl Sources {
     }
 }
 
-/// Copies the allowed entries of the host's `/etc` ([`ETC_ALLOWED`], [`ETC_ALLOWED_PREFIXES`])
-/// into `etc`, a directory of the skeleton: files and symlinks as they are, never what
-/// [`ETC_SECRETS`] names. A copy, not binds, so that a prepared runtime's overlay over the
-/// skeleton sees it (an overlay's lower layer never shows what is mounted in it).
-fn copy_etc(etc: &Path) -> anyhow::Result<()> {
-    make_dir(etc)?;
-    for entry in std::fs::read_dir("/etc").context("read /etc")?.flatten() {
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-        let allowed =
-            ETC_ALLOWED.contains(&name.as_str()) || ETC_ALLOWED_PREFIXES.iter().any(|prefix| name.starts_with(prefix));
-        if allowed {
-            copy_tree(&entry.path(), &etc.join(&name), Path::new(&name), 0)?;
-        }
-    }
-    Ok(())
-}
-
-/// Copies `source` to `target`: directories recursively (at most 8 deep), files with their
-/// mode, symlinks as symlinks; `shown` is the path under `/etc`, checked against [`ETC_SECRETS`].
-fn copy_tree(source: &Path, target: &Path, shown: &Path, depth: usize) -> anyhow::Result<()> {
-    if ETC_SECRETS.iter().any(|secret| shown == Path::new(secret)) || depth > 8 {
-        return Ok(());
-    }
-    let metadata = std::fs::symlink_metadata(source).with_context(|| format!("read {}", source.display()))?;
-    if metadata.file_type().is_symlink() {
-        let link = std::fs::read_link(source).with_context(|| format!("read {}", source.display()))?;
-        symlink(link, target).with_context(|| format!("link {}", target.display()))?;
-    } else if metadata.is_dir() {
-        make_dir(target)?;
-        for entry in std::fs::read_dir(source).with_context(|| format!("read {}", source.display()))?.flatten() {
-            let name = entry.file_name();
-            copy_tree(&entry.path(), &target.join(&name), &shown.join(&name), depth + 1)?;
-        }
-    } else if metadata.is_file() {
-        std::fs::copy(source, target).with_context(|| format!("copy {}", source.display()))?;
-    }
-    Ok(())
-}
-
 /// The root made of the host's system directories, read-only, and the allowed part of `/etc`;
 /// with a layer directory, the skeleton is built beside the root and every part of it is layered.
 fn build_skeleton(staging: &Path, sources: &Sources) -> anyhow::Result<PathBuf> {
     let skeleton = if sources.layers.is_some() { staging.join("skeleton") } else { staging.to_owned() };
     make_dir(&skeleton)?;
-    copy_etc(&skeleton.join("etc"))?;
+    etc::copy_allowed(Path::new("/etc"), &skeleton.join("etc"))?;
     for (name, target) in &sources.system_links {
         symlink(target, skeleton.join(name)).with_context(|| format!("link /{name}"))?;
     }
