@@ -19,6 +19,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::blobs::{BlobStore, LocalBlobStore};
 use crate::bus::EventBus;
@@ -128,7 +129,7 @@ impl Server {
         // Jailed sandboxes' links; they are closed by the sandboxes' shutdown, before the drain.
         let link_serving = link_listener.map(|listener| {
             let router = http::link_router(state.clone());
-            AbortOnDrop(tokio::spawn(http::serve(listener, router, std::future::pending())))
+            AbortOnDropHandle::new(tokio::spawn(http::serve(listener, router, std::future::pending())))
         });
         let router = http::router(state);
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
@@ -170,15 +171,6 @@ impl Server {
         drop(link_serving);
         store.close().await;
         result.context("the HTTP server task")?
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

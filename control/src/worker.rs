@@ -19,6 +19,7 @@ use dari_protocol::manifest::{Harness, Manifest};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::bus::EventBus;
 use crate::harness::custom_runtime::{CustomRuntimeHarness, RuntimeLimits};
@@ -163,7 +164,8 @@ impl Worker {
         let lease_lost = CancellationToken::new();
         // Aborted when this function ends, however it ends (a panicking harness included): a
         // lease must not outlive its turn.
-        let renewal = AbortOnDrop(tokio::spawn(renew_lease(self.clone(), message_id.clone(), lease_lost.clone())));
+        let renewal =
+            AbortOnDropHandle::new(tokio::spawn(renew_lease(self.clone(), message_id.clone(), lease_lost.clone())));
         let result = tokio::select! {
             result = self.drive(&claimed) => Some(result),
             () = lease_lost.cancelled() => None,
@@ -286,15 +288,6 @@ impl Worker {
         let entry = Arc::new((version, manifest));
         lock(&self.inner.manifests).insert(version_id.clone(), entry.clone());
         Ok(entry)
-    }
-}
-
-/// A task aborted when its handle is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

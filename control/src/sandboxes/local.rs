@@ -80,7 +80,7 @@ pub fn link_dir(sandboxes_root: &Path) -> PathBuf {
 pub async fn probe_jail(sandboxd: &Path, sandboxes_root: &Path, jail: &LocalJail) -> anyhow::Result<()> {
     let workspace = sandboxes_root.join("probe");
     std::fs::create_dir_all(&workspace).with_context(|| format!("create {}", workspace.display()))?;
-    let sandbox_id = format!("probe-{}-{}", std::process::id(), fastrand_suffix());
+    let sandbox_id = crate::ids::new_id("probe");
     let mut arguments = jail_arguments(jail, &sandbox_id, &workspace, None);
     arguments.extend(["--".into(), "/run/dari/sandboxd".into(), "--version".into()]);
     #[allow(clippy::disallowed_methods, reason = "the local provider is the control plane's one process starter")]
@@ -100,13 +100,6 @@ pub async fn probe_jail(sandboxd: &Path, sandboxes_root: &Path, jail: &LocalJail
         output.status
     );
     Ok(())
-}
-
-/// A short random suffix, for names that must not collide between servers.
-fn fastrand_suffix() -> String {
-    let mut bytes = [0u8; 4];
-    let _ = getrandom::fill(&mut bytes);
-    hex::encode(bytes)
 }
 
 /// `sandboxd jail`'s flags for one sandbox (the resources are added by the caller).
